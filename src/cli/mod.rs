@@ -1,0 +1,131 @@
+//! The `berth` command line: runc's commands and flags, so podman, containerd or a person can
+//! use berth in runc's place. Each verb is a few lines that call the library.
+
+mod log;
+mod oci;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+pub use log::Logger;
+
+/// berth: a container runtime for Kubernetes-style pods (runc-compatible OCI runtime).
+#[derive(Debug, Parser)]
+#[command(name = "berth", disable_version_flag = true)]
+pub struct Cli {
+    /// Directory for container state (a tmpfs).
+    #[arg(long, global = true, default_value = berth::oci::DEFAULT_ROOT)]
+    pub root: PathBuf,
+    /// Also write log lines (errors, warnings) to this file.
+    #[arg(long, global = true)]
+    pub log: Option<PathBuf>,
+    /// Format of the --log file.
+    #[arg(long = "log-format", global = true, default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+    /// Log debug messages too.
+    #[arg(long, global = true)]
+    pub debug: bool,
+    /// Use systemd to manage cgroups (not implemented: berth writes cgroupfs directly).
+    #[arg(long = "systemd-cgroup", global = true)]
+    pub systemd_cgroup: bool,
+    /// Print the version.
+    #[arg(short = 'v', long = "version")]
+    pub version: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The verbs.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a container from a bundle; its process starts with `start`.
+    Create(oci::CreateArgs),
+    /// Start a created container.
+    Start { id: String },
+    /// Print a container's state as JSON.
+    State { id: String },
+    /// Send a signal (default SIGTERM) to a container.
+    Kill {
+        /// Signal every process of the container.
+        #[arg(short, long)]
+        all: bool,
+        id: String,
+        #[arg(default_value = "SIGTERM")]
+        signal: String,
+    },
+    /// Delete a container (and its cgroup and state).
+    Delete {
+        /// Kill the container first if it runs.
+        #[arg(short, long)]
+        force: bool,
+        id: String,
+    },
+    /// Create and start a container.
+    Run(oci::RunArgs),
+    /// Run a process in a running container.
+    Exec(oci::ExecArgs),
+    /// List containers.
+    List {
+        #[arg(short, long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+        /// Only print ids.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// List a container's processes.
+    Ps {
+        #[arg(short, long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+        id: String,
+        /// Arguments for ps(1) (default -ef).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Write a default config.json.
+    Spec {
+        /// Directory to write config.json into.
+        #[arg(short, long, default_value = ".")]
+        bundle: PathBuf,
+        /// Rootless containers need user namespaces (not supported yet).
+        #[arg(long)]
+        rootless: bool,
+    },
+    /// Print the runtime-spec features JSON.
+    Features,
+}
+
+/// Run the command line; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let logger = match Logger::new(cli.log.as_deref(), &cli.log_format, cli.debug) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("berth: open log {}: {e}", cli.log.clone().unwrap_or_default().display());
+            return 1;
+        }
+    };
+    if cli.version {
+        println!(
+            "berth version {}\nspec: {}",
+            env!("CARGO_PKG_VERSION"),
+            berth::oci::state::OCI_VERSION
+        );
+        return 0;
+    }
+    let Some(command) = cli.command else {
+        logger.error("no command given (try --help)");
+        return 1;
+    };
+    if cli.systemd_cgroup {
+        logger.error("the systemd cgroup driver is not supported: berth manages cgroups directly (cgroupfs); drop --systemd-cgroup");
+        return 1;
+    }
+    match oci::dispatch(command, &cli.root, &logger) {
+        Ok(code) => code,
+        Err(e) => {
+            logger.error(&format!("{e:#}"));
+            1
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! # berth
+//!
+//! A Linux container runtime for Kubernetes-style pods. This crate is both the `berth` binary
+//! and a library exposing the same operations.
+//!
+//! The OCI runtime ([`oci`]) runs runtime-spec bundles with runc's lifecycle:
+//!
+//! ```no_run
+//! use berth::oci::{CreateOptions, Runtime};
+//!
+//! let rt = Runtime::new("/run/berth");
+//! let opts = CreateOptions { bundle: "/path/to/bundle".into(), ..Default::default() };
+//! let created = rt.create("web", &opts)?;
+//! println!("init pid {}", created.pid);
+//! rt.start("web")?;
+//! println!("{:?}", rt.state("web")?.status);
+//! rt.kill("web", libc::SIGTERM, false)?;
+//! rt.delete("web", true)?;
+//! # Ok::<(), berth::oci::Error>(())
+//! ```
+//!
+//! Layers: [`oci`] (spec → plan → apply, one file per verb) uses [`linux`] (namespaces,
+//! mounts, cgroups, processes; all `unsafe` code is in [`linux::sys`]).
+
+pub mod linux;
+pub mod oci;

@@ -1,0 +1,303 @@
+//! Every `unsafe` block of berth lives here: raw syscalls that neither `nix` nor `std` wrap.
+//!
+//! Each function is a thin, safe wrapper; the `// SAFETY:` note on each block says why the call
+//! cannot violate memory safety. Callers see `std::io::Result` with the kernel's errno.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+/// Result of a fork-like clone: which side of the clone we are on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forked {
+    /// We are the parent; the child's pid (in our pid namespace) is given.
+    Parent(i32),
+    /// We are the new child process.
+    Child,
+}
+
+/// `clone_args` as the kernel defines it for `clone3(2)` (version 2, 88 bytes).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// `CLONE_INTO_CGROUP` (Linux 5.7): start the child directly in the cgroup given by an fd.
+pub const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Fork the calling process with `flags` (namespace flags such as `CLONE_NEWPID`), optionally
+/// straight into the cgroup v2 directory `cgroup`, with `SIGCHLD` as the exit signal.
+///
+/// Uses `clone3(2)`, falling back to `clone(2)` when the kernel lacks it (then `cgroup` must be
+/// `None`). Like `fork(2)`, the child continues on a copy of the caller's stack.
+///
+/// The caller must be single-threaded: the child gets a copy of only the calling thread, so a
+/// lock held by another thread (the allocator's, stdio's) would stay locked forever in the child.
+pub fn fork_with_flags(flags: u64, cgroup: Option<BorrowedFd<'_>>) -> io::Result<Forked> {
+    let mut args = CloneArgs {
+        flags,
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    };
+    if let Some(fd) = cgroup {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = fd.as_raw_fd() as u64;
+    }
+    // SAFETY: clone3 without CLONE_VM and with a zero stack behaves like fork(2): the child gets
+    // its own copy of the address space, so no memory is shared between the two processes. The
+    // args struct outlives the call and its size is passed exactly.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    let ret = if ret == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+        if cgroup.is_some() {
+            return Err(io::Error::from_raw_os_error(libc::ENOSYS));
+        }
+        // SAFETY: as above, clone(2) with a NULL stack and no CLONE_VM is fork-like.
+        unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                flags | libc::SIGCHLD as u64,
+                0usize,
+                0usize,
+                0usize,
+                0usize,
+            )
+        }
+    } else {
+        ret
+    };
+    match ret {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid as i32)),
+    }
+}
+
+/// `pidfd_open(2)`: a stable handle on a process that cannot be confused by pid reuse.
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall with integer arguments; on success the return value is a new fd
+    // that nothing else owns.
+    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: ret is a freshly opened fd owned by us alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) })
+}
+
+/// `pidfd_send_signal(2)`.
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
+    // SAFETY: integer arguments and a NULL siginfo pointer, which the syscall allows.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Mark every fd from `first` upwards close-on-exec (`close_range(2)`), so nothing of berth's
+/// leaks into the container's process.
+pub fn cloexec_from(first: u32) -> io::Result<()> {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on fds; it closes nothing, so
+    // no OwnedFd in this process is invalidated.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `mount_attr` for `mount_setattr(2)`.
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// Set and clear mount attributes (`MOUNT_ATTR_*`) on the mount at `fd`, and with `recursive` on
+/// every mount below it (`mount_setattr(2)`, Linux 5.12).
+pub fn mount_setattr(fd: BorrowedFd<'_>, recursive: bool, set: u64, clear: u64) -> io::Result<()> {
+    let mut attr = MountAttr {
+        attr_set: set,
+        attr_clr: clear,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let flags = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };
+    // SAFETY: the path is a valid empty C string, attr lives across the call and its exact size
+    // is passed.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            &mut attr as *mut MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `setdomainname(2)` (nix wraps only sethostname).
+pub fn setdomainname(name: &str) -> io::Result<()> {
+    // SAFETY: the pointer and length describe the bytes of a live &str.
+    let ret = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Make the terminal at `fd` the controlling terminal of this (session leader) process.
+pub fn set_controlling_terminal(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: TIOCSCTTY takes an integer argument, no pointer.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Set a terminal's window size.
+pub fn set_window_size(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Result<()> {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads a winsize struct that lives across the call.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Read a terminal's window size (`None` when `fd` is not a terminal).
+pub fn window_size(fd: BorrowedFd<'_>) -> Option<(u16, u16)> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes into a winsize struct we own.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) };
+    (ret == 0).then_some((ws.ws_row, ws.ws_col))
+}
+
+/// Give the process a new, anonymous session keyring so the container cannot see the host's
+/// keys (what runc does unless `--no-new-keyring`).
+pub fn join_new_session_keyring() -> io::Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    // SAFETY: a NULL name asks the kernel for a new anonymous keyring; no memory is passed.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_JOIN_SESSION_KEYRING,
+            std::ptr::null::<libc::c_char>(),
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Exit immediately without running destructors or atexit handlers: what a forked child that
+/// failed before exec must do, so it never flushes or drops state that belongs to the parent.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit is always safe to call; it does not return.
+    unsafe { libc::_exit(code) }
+}
+
+/// Read a process's own clock ticks per second (for /proc/<pid>/stat start times).
+pub fn clock_ticks() -> u64 {
+    // SAFETY: sysconf has no memory arguments.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as u64 } else { 100 }
+}
+
+/// Take ownership of an fd that the kernel just handed us (received with `SCM_RIGHTS`).
+pub fn own_fd(fd: RawFd) -> OwnedFd {
+    // SAFETY: the caller passes an fd that was just installed in this process by recvmsg and
+    // that nothing else refers to, so owning (and eventually closing) it is sound.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// Close a raw fd number without touching the object that owns it in the parent's copy of our
+/// memory (a forked child must not run `Drop` for the parent's lock: flock's unlock would
+/// release the parent's lock too).
+pub fn close_raw(fd: RawFd) {
+    // SAFETY: closing an fd number has no memory-safety effect; the OwnedFd that held it lives
+    // in a stack frame this (forked) process never returns to, so it is never used or dropped.
+    unsafe { libc::close(fd) };
+}
+
+/// Clear `FD_CLOEXEC` on an fd passed through to the container (`--preserve-fds`).
+pub fn clear_cloexec(fd: RawFd) -> io::Result<()> {
+    // SAFETY: F_SETFD with an integer argument only changes the fd's flags.
+    let ret = unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Give the container's process a clean signal state: nothing blocked, every disposition the
+/// default (the Rust runtime ignores SIGPIPE, and exec keeps ignored signals ignored).
+pub fn reset_signals() -> io::Result<()> {
+    // SAFETY: an empty, initialised sigset and a NULL old-set pointer are valid arguments.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        if libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    for sig in 1..libc::SIGRTMIN() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL runs no handler code of ours; invalid numbers just fail.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+    Ok(())
+}

@@ -1,0 +1,359 @@
+//! `create`: load and plan the bundle, set up the cgroup, clone the container's init into its
+//! namespaces, wait until it reports ready, record the state.
+//!
+//! Each acquired resource (state directory, cgroup, init process, exec fifo) pushes an undo; a
+//! failure anywhere rolls them back in reverse, so a failed create leaves nothing behind.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::OFlag;
+use nix::sched::CloneFlags;
+use nix::sys::signal::Signal;
+use nix::sys::stat::Mode as FileMode;
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use super::error::{Error, Result};
+use super::init::{self, InitIo, StartSignal, TerminalTo};
+use super::plan::{self, Plan};
+use super::spec::{self, SpecError};
+use super::state::{EXEC_FIFO, Locked, Record, STATE_VERSION, Store};
+use crate::linux::cgroup::{self, Dirs, Layout};
+use crate::linux::channel::{Channel, Msg};
+use crate::linux::sys::{self, Forked};
+use crate::linux::{Step, SysError, proc};
+
+/// Options of `create` (and the create half of `run`).
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// Bundle directory holding config.json.
+    pub bundle: PathBuf,
+    /// Write the init's pid here.
+    pub pid_file: Option<PathBuf>,
+    /// Unix socket that receives the terminal's master fd when `process.terminal` is true.
+    pub console_socket: Option<PathBuf>,
+    /// Use MS_MOVE + chroot instead of pivot_root (root on a ramdisk).
+    pub no_pivot: bool,
+    /// Pass fds 3..3+N through to the container.
+    pub preserve_fds: u32,
+    /// Keep the session keyring instead of giving the container a new one.
+    pub no_new_keyring: bool,
+}
+
+/// What a successful create reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created {
+    /// Host pid of the container's init.
+    pub pid: i32,
+    /// Adjustments made on the way (clamped limits), to show to the user.
+    pub warnings: Vec<String>,
+}
+
+/// One resource to release if the create fails.
+enum UndoStep {
+    StateDir(PathBuf),
+    Cgroup(Dirs, Vec<PathBuf>),
+    Child(i32),
+}
+
+/// The undo stack of a create in progress. Rolls back on drop unless committed, so even a panic
+/// leaves nothing behind.
+#[derive(Default)]
+pub(crate) struct Undo {
+    steps: Vec<UndoStep>,
+}
+
+impl Undo {
+    fn push(&mut self, s: UndoStep) {
+        self.steps.push(s);
+    }
+
+    /// Keep everything: the create succeeded.
+    pub(crate) fn commit(mut self) {
+        self.steps.clear();
+    }
+
+    /// Release everything, newest first; returns what could not be released.
+    pub(crate) fn rollback(&mut self) -> Vec<String> {
+        let mut failed = Vec::new();
+        while let Some(step) = self.steps.pop() {
+            match step {
+                UndoStep::Child(pid) => {
+                    let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+                    let _ = waitpid(Pid::from_raw(pid), None);
+                }
+                UndoStep::Cgroup(dirs, created) => {
+                    if let Err(e) = cgroup::remove(&dirs, &created) {
+                        failed.push(e.to_string());
+                    }
+                }
+                UndoStep::StateDir(dir) => {
+                    if let Err(e) = std::fs::remove_dir_all(&dir) {
+                        if e.kind() != std::io::ErrorKind::NotFound {
+                            failed.push(format!("remove {}: {e}", dir.display()));
+                        }
+                    }
+                }
+            }
+        }
+        failed
+    }
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        self.rollback();
+    }
+}
+
+/// How the new container will be started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// `create`: init waits on exec.fifo for `start`.
+    Create,
+    /// `run`: init waits for a message from this process.
+    Run,
+}
+
+/// A container whose init is set up and waiting to exec.
+pub(crate) struct Spawned {
+    pub pid: i32,
+    pub channel: Channel,
+    pub warnings: Vec<String>,
+    /// The terminal's master, when this process proxies it (foreground run).
+    pub terminal: Option<OwnedFd>,
+    pub locked: Locked,
+    pub undo: Undo,
+}
+
+/// Make an absolute path of `p` (relative to the current directory), without resolving links.
+pub(crate) fn absolute(p: &Path) -> Result<PathBuf> {
+    std::path::absolute(p).map_err(|e| Error::Invalid(format!("{}: {e}", p.display())))
+}
+
+/// Write a pid file atomically (runc writes it the same way: conmon polls for it).
+pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let tmp = path.with_extension("berth-tmp");
+    std::fs::write(&tmp, pid.to_string())
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| SysError::new(format!("write pid file {}", path.display()), e).into())
+}
+
+/// The plan for a bundle, with every check that needs no side effect.
+pub(crate) fn plan_bundle(id: &str, opts: &CreateOptions, layout: &Layout) -> Result<Plan> {
+    let bundle = absolute(&opts.bundle)?;
+    let spec = spec::load(&bundle).map_err(Error::config)?;
+    let plan = plan::build(
+        &spec,
+        &plan::Input {
+            id,
+            bundle: &bundle,
+            layout,
+            no_pivot: opts.no_pivot,
+        },
+    )
+    .map_err(Error::config)?;
+    match std::fs::metadata(&plan.rootfs) {
+        Ok(m) if m.is_dir() => Ok(plan),
+        Ok(_) => Err(Error::config(SpecError::new(
+            "root.path",
+            format!("{} is not a directory", plan.rootfs.display()),
+        ))),
+        Err(e) => Err(Error::config(SpecError::new(
+            "root.path",
+            format!("{}: {e}", plan.rootfs.display()),
+        ))),
+    }
+}
+
+/// `berth create`.
+pub fn create(store: &Store, id: &str, opts: &CreateOptions) -> Result<Created> {
+    let layout = Layout::detect()?;
+    let plan = plan_bundle(id, opts, &layout)?;
+    if plan.process.terminal && opts.console_socket.is_none() {
+        return Err(Error::Invalid(
+            "process.terminal is true: --console-socket is required for create".into(),
+        ));
+    }
+    let s = spawn(store, id, opts, &plan, &layout, Mode::Create)?;
+    if let Some(p) = &opts.pid_file {
+        write_pid_file(p, s.pid)?; // on failure, `s` drops and its undo rolls back
+    }
+    let created = Created {
+        pid: s.pid,
+        warnings: s.warnings,
+    };
+    s.undo.commit();
+    Ok(created)
+}
+
+/// Create the container and wait for its init to be ready. Shared by `create` and `run`.
+pub(crate) fn spawn(
+    store: &Store,
+    id: &str,
+    opts: &CreateOptions,
+    plan: &Plan,
+    layout: &Layout,
+    mode: Mode,
+) -> Result<Spawned> {
+    let locked = store.reserve(id)?;
+    let mut undo = Undo::default();
+    undo.push(UndoStep::StateDir(locked.dir.clone()));
+    match spawn_steps(&locked, &mut undo, opts, plan, layout, mode) {
+        Ok((pid, channel, warnings, terminal)) => Ok(Spawned {
+            pid,
+            channel,
+            warnings,
+            terminal,
+            locked,
+            undo,
+        }),
+        Err(e) => {
+            let failed = undo.rollback();
+            if failed.is_empty() {
+                Err(e)
+            } else {
+                Err(Error::Invalid(format!("{e} (and rollback failed: {})", failed.join("; "))))
+            }
+        }
+    }
+}
+
+type Ready = (i32, Channel, Vec<String>, Option<OwnedFd>);
+
+fn spawn_steps(
+    locked: &Locked,
+    undo: &mut Undo,
+    opts: &CreateOptions,
+    plan: &Plan,
+    layout: &Layout,
+    mode: Mode,
+) -> Result<Ready> {
+    let dirs = &plan.cgroup.dirs;
+    let created = cgroup::create(layout, dirs)?;
+    undo.push(UndoStep::Cgroup(dirs.clone(), created.clone()));
+    cgroup::apply(dirs, &plan.cgroup.writes)?;
+    let cgroup_fd = cgroup::open_v2(dirs)?;
+
+    let mut join = Vec::new();
+    for (flag, path) in &plan.namespaces.join {
+        join.push((*flag, open_ns(path)?));
+    }
+    if let Some(path) = &plan.namespaces.join_pid {
+        // only this process's future children enter it: the init we are about to clone
+        let fd = open_ns(path)?;
+        nix::sched::setns(&fd, CloneFlags::CLONE_NEWPID)
+            .step(|| format!("join pid namespace {}", path.display()))?;
+    }
+    let start = match mode {
+        Mode::Create => {
+            let fifo = locked.dir.join(EXEC_FIFO);
+            nix::unistd::mkfifo(&fifo, FileMode::from_bits_truncate(0o600))
+                .step(|| format!("create {}", fifo.display()))?;
+            // Opened for reading before the init exists, so `start` can detect a dead init
+            // (ENXIO) and the init's poll waits for the first write.
+            let fd = nix::fcntl::open(&fifo, OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, FileMode::empty())
+                .step(|| format!("open {}", fifo.display()))?;
+            StartSignal::Fifo(fd)
+        }
+        Mode::Run => StartSignal::Channel,
+    };
+    let terminal = match (&opts.console_socket, plan.process.terminal) {
+        (Some(path), true) => Some(TerminalTo::Socket(crate::linux::console::connect(path)?)),
+        (None, true) => Some(TerminalTo::Parent),
+        (_, false) => None,
+    };
+    let (parent, child) = Channel::pair()?;
+    let wait_go = !layout.is_v2();
+
+    let forked = sys::fork_with_flags(
+        plan.namespaces.clone_flags.bits() as u64,
+        cgroup_fd.as_ref().map(|f| f.as_fd()),
+    )
+    .step(|| "clone container init".into())?;
+    let pid = match forked {
+        Forked::Child => {
+            drop(parent);
+            init::run(
+                plan,
+                InitIo {
+                    channel: child,
+                    start,
+                    terminal,
+                    join,
+                    close_first: vec![locked.raw_fd()],
+                    wait_go,
+                    preserve_fds: opts.preserve_fds,
+                    new_keyring: !opts.no_new_keyring,
+                },
+            )
+        }
+        Forked::Parent(pid) => pid,
+    };
+    undo.push(UndoStep::Child(pid));
+    drop((child, start, terminal, join, cgroup_fd));
+
+    if wait_go {
+        cgroup::add_process(dirs, pid)?;
+        parent.send(&Msg::Go)?;
+    }
+    let (warnings, terminal) = wait_ready(&parent, pid)?;
+    let pid_start = proc::stat(pid)
+        .map(|s| s.start_time)
+        .ok_or_else(|| Error::Init("container init exited right after setup".into()))?;
+    let record = Record {
+        version: STATE_VERSION,
+        id: locked.id.clone(),
+        pid,
+        pid_start,
+        bundle: plan.bundle.clone(),
+        rootfs: plan.rootfs.clone(),
+        created: humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string(),
+        annotations: plan.annotations.clone(),
+        cgroup: dirs.clone(),
+        cgroup_created: created,
+        namespaces: plan.namespaces.kinds.clone(),
+    };
+    locked.write(&record)?;
+    Ok((pid, parent, warnings, terminal))
+}
+
+fn open_ns(path: &Path) -> Result<OwnedFd> {
+    nix::fcntl::open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, FileMode::empty()).map_err(|e| {
+        Error::config(SpecError::new(
+            "linux.namespaces",
+            format!("open {}: {}", path.display(), std::io::Error::from(e)),
+        ))
+    })
+}
+
+/// Read the child's messages until it is ready (or has failed).
+pub(crate) fn wait_ready(ch: &Channel, pid: i32) -> Result<(Vec<String>, Option<OwnedFd>)> {
+    let mut warnings = Vec::new();
+    let mut terminal = None;
+    loop {
+        match ch.recv_with_fd()? {
+            Some((Msg::Ready, _)) => return Ok((warnings, terminal)),
+            Some((Msg::Warning(w), _)) => warnings.push(w),
+            Some((Msg::Terminal, fd)) => terminal = fd,
+            Some((Msg::Error(e), _)) => return Err(Error::Init(e)),
+            Some((Msg::Go, _)) | None => {
+                let status = waitpid(Pid::from_raw(pid), None);
+                return Err(Error::Init(format!(
+                    "container init exited during setup without a report ({})",
+                    describe_exit(status)
+                )));
+            }
+        }
+    }
+}
+
+fn describe_exit(s: nix::Result<WaitStatus>) -> String {
+    match s {
+        Ok(WaitStatus::Exited(_, c)) => format!("exit status {c}"),
+        Ok(WaitStatus::Signaled(_, sig, _)) => format!("killed by {sig}"),
+        Ok(other) => format!("{other:?}"),
+        Err(e) => e.to_string(),
+    }
+}

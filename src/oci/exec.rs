@@ -1,0 +1,184 @@
+//! `exec`: a new process in a running container: same namespaces (joined in one `setns` on the
+//! init's pidfd), same cgroup (`CLONE_INTO_CGROUP` on v2), its own process attributes.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+
+use nix::sched::CloneFlags;
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+use oci_spec::runtime::Process;
+
+use super::create::write_pid_file;
+use super::error::{Error, Result};
+use super::foreground::Foreground;
+use super::init::{self, InitIo, StartSignal, TerminalTo};
+use super::plan;
+use super::run::Outcome;
+use super::state::{Status, Store};
+use crate::linux::channel::{Channel, Msg};
+use crate::linux::process::ProcessPlan;
+use crate::linux::sys::{self, Forked};
+use crate::linux::{Step, SysError, cgroup, proc};
+
+/// Options of `exec`.
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    /// The process to run (from `--process`, or built from the CLI arguments).
+    pub process: Process,
+    /// Where the terminal's master goes when `process.terminal` is true.
+    pub console_socket: Option<PathBuf>,
+    pub detach: bool,
+    pub pid_file: Option<PathBuf>,
+    pub preserve_fds: u32,
+}
+
+fn ns_flag(name: &str) -> CloneFlags {
+    match name {
+        "mount" => CloneFlags::CLONE_NEWNS,
+        "network" => CloneFlags::CLONE_NEWNET,
+        "ipc" => CloneFlags::CLONE_NEWIPC,
+        "uts" => CloneFlags::CLONE_NEWUTS,
+        "cgroup" => CloneFlags::CLONE_NEWCGROUP,
+        _ => CloneFlags::empty(),
+    }
+}
+
+/// `berth exec`.
+pub fn exec(store: &Store, id: &str, opts: &ExecOptions) -> Result<(Outcome, Vec<String>)> {
+    let (locked, rec) = store.open(id, false)?;
+    let status = locked.status(&rec);
+    if !matches!(status, Status::Created | Status::Running) {
+        return Err(Error::State {
+            id: id.to_string(),
+            status,
+            what: "cannot exec in a stopped container",
+        });
+    }
+    let plan = plan::process_plan(&opts.process, "process").map_err(|err| Error::Spec {
+        file: "process".into(),
+        err,
+    })?;
+    if plan.terminal && opts.detach && opts.console_socket.is_none() {
+        return Err(Error::Invalid(
+            "process.terminal is true: --console-socket is required with --detach".into(),
+        ));
+    }
+    let pidfd = sys::pidfd_open(rec.pid).step(|| format!("pidfd_open {}", rec.pid))?;
+    if !proc::is_alive(rec.pid, rec.pid_start) {
+        return Err(Error::State {
+            id: id.to_string(),
+            status: Status::Stopped,
+            what: "cannot exec in a stopped container",
+        });
+    }
+    let mut flags = CloneFlags::empty();
+    for kind in &rec.namespaces {
+        flags |= ns_flag(kind);
+    }
+    if rec.namespaces.iter().any(|k| k == "pid") {
+        nix::sched::setns(&pidfd, CloneFlags::CLONE_NEWPID)
+            .step(|| "join the container's pid namespace".into())?;
+    }
+    let cgroup_fd = cgroup::open_v2(&rec.cgroup)?;
+    let terminal = match (&opts.console_socket, plan.terminal) {
+        (Some(path), true) => Some(TerminalTo::Socket(crate::linux::console::connect(path)?)),
+        (None, true) => Some(TerminalTo::Parent),
+        (_, false) => None,
+    };
+    let fg = if opts.detach { None } else { Some(Foreground::block()?) };
+    let (parent, child) = Channel::pair()?;
+    let wait_go = cgroup_fd.is_none();
+    let forked = sys::fork_with_flags(0, cgroup_fd.as_ref().map(|f| f.as_fd()))
+        .step(|| "clone exec process".into())?;
+    let pid = match forked {
+        Forked::Child => {
+            drop(parent);
+            let io = InitIo {
+                channel: child,
+                start: StartSignal::Channel,
+                terminal,
+                join: Vec::new(),
+                close_first: vec![locked.raw_fd()],
+                wait_go,
+                preserve_fds: opts.preserve_fds,
+                new_keyring: false,
+            };
+            exec_child(&plan, pidfd, flags, io)
+        }
+        Forked::Parent(pid) => pid,
+    };
+    drop((child, terminal, cgroup_fd, pidfd));
+    let result = wait_exec(&parent, &rec.cgroup, pid, wait_go);
+    let (warnings, tty) = match result {
+        Ok(x) => x,
+        Err(e) => {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = waitpid(Pid::from_raw(pid), None);
+            return Err(e);
+        }
+    };
+    if let Some(p) = &opts.pid_file {
+        write_pid_file(p, pid)?;
+    }
+    drop(locked);
+    match fg {
+        None => Ok((Outcome::Detached { pid }, warnings)),
+        Some(fg) => Ok((Outcome::Exited { code: fg.wait(pid, tty)? }, warnings)),
+    }
+}
+
+/// Move the child into the cgroup (v1), then read its reports until its exec closes the channel.
+fn wait_exec(
+    ch: &Channel,
+    dirs: &cgroup::Dirs,
+    pid: i32,
+    wait_go: bool,
+) -> Result<(Vec<String>, Option<OwnedFd>)> {
+    if wait_go {
+        cgroup::add_process(dirs, pid)?;
+        ch.send(&Msg::Go)?;
+    }
+    let mut warnings = Vec::new();
+    let mut tty = None;
+    loop {
+        match ch.recv_with_fd()? {
+            None => return Ok((warnings, tty)),
+            Some((Msg::Warning(w), _)) => warnings.push(w),
+            Some((Msg::Terminal, fd)) => tty = fd,
+            Some((Msg::Error(e), _)) => return Err(Error::Init(e)),
+            Some(_) => {}
+        }
+    }
+}
+
+fn exec_child(p: &ProcessPlan, pidfd: OwnedFd, flags: CloneFlags, io: InitIo) -> ! {
+    for fd in &io.close_first {
+        sys::close_raw(*fd);
+    }
+    let prepared = (|| -> crate::linux::Result<init::Prepared> {
+        sys::reset_signals().step(|| "reset signal mask".into())?;
+        if io.wait_go && !matches!(io.channel.recv()?, Some(Msg::Go)) {
+            return Err(SysError::other("wait for parent", "parent went away"));
+        }
+        if !flags.is_empty() {
+            nix::sched::setns(&pidfd, flags).step(|| "join the container's namespaces".into())?;
+        }
+        drop(pidfd);
+        if p.terminal {
+            init::setup_terminal(&io, p, false)?;
+        }
+        init::prepare_process(p, &io)
+    })();
+    match prepared {
+        Err(e) => {
+            let _ = io.channel.send(&Msg::Error(e.to_string()));
+            sys::exit_now(1)
+        }
+        Ok(prep) => {
+            let e = crate::linux::process::exec(&prep.exe, &p.args, &prep.env);
+            let _ = io.channel.send(&Msg::Error(e.to_string()));
+            sys::exit_now(127)
+        }
+    }
+}

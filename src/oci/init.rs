@@ -1,0 +1,238 @@
+//! The container's init: what runs in the cloned child, inside its new namespaces, from the first
+//! instruction after clone to the exec of the user's program. No re-exec of berth: the child is a
+//! copy of the parent that already holds the plan.
+//!
+//! Every failure is sent to the parent as a message naming the step; the parent prints it and
+//! rolls back. The child never returns: it execs or `_exit`s.
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, OwnedFd, RawFd};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sched::CloneFlags;
+
+use super::plan::Plan;
+use crate::linux::channel::{Channel, Msg};
+use crate::linux::process::{self, ProcessPlan};
+use crate::linux::{Result, Step, SysError, console, mount, sys};
+
+/// How the init learns that it may exec.
+pub(crate) enum StartSignal {
+    /// `berth create`: a byte written to `exec.fifo` by `berth start`.
+    Fifo(OwnedFd),
+    /// `berth run`: a `Go` message from the parent on the channel.
+    Channel,
+}
+
+/// Where a terminal's master end goes.
+pub(crate) enum TerminalTo {
+    /// The `--console-socket`, connected by the parent on the host.
+    Socket(OwnedFd),
+    /// The parent itself, which copies between its stdio and the pty (foreground `run`/`exec`).
+    Parent,
+}
+
+/// Everything the child inherits from the parent besides the plan.
+pub(crate) struct InitIo {
+    pub channel: Channel,
+    pub start: StartSignal,
+    pub terminal: Option<TerminalTo>,
+    /// Namespaces to join, opened by the parent.
+    pub join: Vec<(CloneFlags, OwnedFd)>,
+    /// Fds the child must close first without side effects on the parent (the state lock).
+    pub close_first: Vec<RawFd>,
+    /// Wait for `Go` before doing anything (cgroup v1: the parent moves us into our cgroups).
+    pub wait_go: bool,
+    pub preserve_fds: u32,
+    pub new_keyring: bool,
+}
+
+/// A program ready to exec.
+pub(crate) struct Prepared {
+    pub exe: CString,
+    pub env: Vec<CString>,
+}
+
+fn exit_code_for(e: &SysError) -> i32 {
+    match e.errno() {
+        Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::ENOEXEC) => 126,
+        _ => 127,
+    }
+}
+
+/// Entry point of the container's init in the child. Never returns.
+pub(crate) fn run(plan: &Plan, io: InitIo) -> ! {
+    for fd in &io.close_first {
+        sys::close_raw(*fd);
+    }
+    let prepared = match setup(plan, &io) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = io.channel.send(&Msg::Error(e.to_string()));
+            sys::exit_now(1);
+        }
+    };
+    if io.channel.send(&Msg::Ready).is_err() {
+        sys::exit_now(1);
+    }
+    if let Err(e) = wait_for_start(&io) {
+        let _ = io.channel.send(&Msg::Error(e.to_string()));
+        sys::exit_now(1);
+    }
+    let e = process::exec(&prepared.exe, &plan.process.args, &prepared.env);
+    // Only `run` still listens; after `create`, stderr is all the user has.
+    let _ = io.channel.send(&Msg::Error(e.to_string()));
+    eprintln!("berth: {e}");
+    sys::exit_now(exit_code_for(&e));
+}
+
+fn wait_for_go(channel: &Channel) -> Result<()> {
+    match channel.recv()? {
+        Some(Msg::Go) => Ok(()),
+        _ => Err(SysError::other("wait for parent", "parent went away")),
+    }
+}
+
+fn wait_for_start(io: &InitIo) -> Result<()> {
+    match &io.start {
+        StartSignal::Channel => wait_for_go(&io.channel),
+        StartSignal::Fifo(fd) => loop {
+            let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(SysError::new("wait on exec fifo", e)),
+            }
+            let mut b = [0u8; 1];
+            match nix::unistd::read(fd.as_fd(), &mut b) {
+                Ok(1) => return Ok(()),
+                Ok(_) => return Err(SysError::other("wait on exec fifo", "closed without a start")),
+                Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(SysError::new("read exec fifo", e)),
+            }
+        },
+    }
+}
+
+fn setup(plan: &Plan, io: &InitIo) -> Result<Prepared> {
+    sys::reset_signals().step(|| "reset signal mask".into())?;
+    if io.wait_go {
+        wait_for_go(&io.channel)?;
+    }
+    for (flag, fd) in &io.join {
+        nix::sched::setns(fd, *flag).step(|| format!("join {} namespace", ns_label(*flag)))?;
+    }
+    if plan.namespaces.unshare_cgroup {
+        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).step(|| "create cgroup namespace".into())?;
+    }
+    if io.new_keyring {
+        if let Err(e) = sys::join_new_session_keyring() {
+            // keyrings can be unavailable (disabled, or exhausted quota): not fatal for runc either
+            let _ = io
+                .channel
+                .send(&Msg::Warning(format!("new session keyring not created: {e}")));
+        }
+    }
+    // Modes of what we create (mount points, device nodes) must be exactly as asked.
+    nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+
+    let root = mount::prepare_rootfs(&plan.rootfs, plan.root_propagation)?;
+    for m in &plan.mounts {
+        mount::apply_entry(root.as_fd(), m, plan.cgroup_mount.as_ref())?;
+    }
+    mount::create_devices(root.as_fd(), &plan.devices)?;
+    if plan.dev_symlinks {
+        mount::create_dev_symlinks(root.as_fd())?;
+    }
+    if plan.pivot {
+        mount::pivot_root(root.as_fd())?;
+    } else {
+        mount::move_root(root.as_fd(), &plan.rootfs)?;
+    }
+    drop(root);
+    if let Some(p) = plan.final_propagation {
+        mount::set_root_propagation(p)?;
+    }
+    if let Some(h) = &plan.hostname {
+        nix::unistd::sethostname(h).step(|| format!("set hostname {h:?}"))?;
+    }
+    if let Some(d) = &plan.domainname {
+        sys::setdomainname(d).step(|| format!("set domainname {d:?}"))?;
+    }
+    for (path, value) in &plan.sysctls {
+        std::fs::write(path, value).step(|| format!("write sysctl {}", path.display()))?;
+    }
+    if plan.process.terminal {
+        setup_terminal(io, &plan.process, true)?;
+    }
+    mount::mask_paths(&plan.masked_paths)?;
+    mount::readonly_paths(&plan.readonly_paths)?;
+    if plan.readonly_root {
+        mount::readonly_root()?;
+    }
+    prepare_process(&plan.process, io)
+}
+
+fn ns_label(flag: CloneFlags) -> &'static str {
+    match flag {
+        CloneFlags::CLONE_NEWNS => "mount",
+        CloneFlags::CLONE_NEWNET => "network",
+        CloneFlags::CLONE_NEWIPC => "ipc",
+        CloneFlags::CLONE_NEWUTS => "uts",
+        CloneFlags::CLONE_NEWCGROUP => "cgroup",
+        CloneFlags::CLONE_NEWPID => "pid",
+        _ => "a",
+    }
+}
+
+/// Open a pty in the container, hand its master out, and make it our stdio and controlling
+/// terminal. `console` binds it over /dev/console too (the init, not an exec'd process).
+pub(crate) fn setup_terminal(io: &InitIo, p: &ProcessPlan, console: bool) -> Result<()> {
+    let pty = console::open_pty()?;
+    let name = pty.slave_path.to_string_lossy().into_owned();
+    match &io.terminal {
+        Some(TerminalTo::Socket(sock)) => {
+            crate::linux::channel::send_fd(sock.as_fd(), pty.master.as_fd(), name.as_bytes())?
+        }
+        Some(TerminalTo::Parent) | None => io.channel.send_with_fd(&Msg::Terminal, pty.master.as_fd())?,
+    }
+    drop(pty.master);
+    if console {
+        mount::bind_console(&pty.slave_path)?;
+    }
+    console::become_session_leader_on(pty.slave.as_fd(), p.console_size)
+}
+
+/// Apply the process's attributes and find its program: the last steps before exec, shared by
+/// the init and by `exec`.
+pub(crate) fn prepare_process(p: &ProcessPlan, io: &InitIo) -> Result<Prepared> {
+    let mut warn = |w: String| {
+        let _ = io.channel.send(&Msg::Warning(w));
+    };
+    process::set_rlimits(&p.rlimits, &mut warn)?;
+    if let Some(v) = p.oom_score_adj {
+        process::set_oom_score_adj(v, &mut warn)?;
+    }
+    if p.no_new_privileges {
+        process::set_no_new_privs()?;
+    }
+    process::switch_user(p)?;
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
+        p.umask.unwrap_or(0o022) as libc::mode_t,
+    ));
+    nix::unistd::chdir(&p.cwd).step(|| format!("chdir to cwd {}", p.cwd.display()))?;
+    let mut env = p.env.clone();
+    if p.env_var("HOME").is_none() {
+        let home = process::home_of(p.uid);
+        env.push(CString::new(format!("HOME={home}")).unwrap_or_default());
+    }
+    let exe = process::find_executable(&p.args[0], p.env_var("PATH"))?;
+    // Nothing of berth's may reach the container's program: every fd above the preserved
+    // ones becomes close-on-exec; the preserved ones lose it.
+    let first = 3 + io.preserve_fds;
+    sys::cloexec_from(first).step(|| "mark fds close-on-exec".into())?;
+    for fd in 3..first {
+        sys::clear_cloexec(fd as RawFd).step(|| format!("preserve fd {fd}"))?;
+    }
+    Ok(Prepared { exe, env })
+}

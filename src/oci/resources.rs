@@ -1,0 +1,298 @@
+//! `linux.resources` → the cgroup file writes that carry them out, for v1 or v2.
+//! Pure: unit-tested here, applied by `linux::cgroup::apply`.
+
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
+
+use super::spec::SpecError;
+use crate::linux::cgroup::Write;
+
+const FIELD: &str = "linux.resources";
+
+/// Devices every container may use even under a deny-all rule (runc's defaults).
+const DEFAULT_ALLOWED: &[&str] = &[
+    "c *:* m",
+    "b *:* m",
+    "c 1:3 rwm",   // null
+    "c 1:5 rwm",   // zero
+    "c 1:7 rwm",   // full
+    "c 1:8 rwm",   // random
+    "c 1:9 rwm",   // urandom
+    "c 5:0 rwm",   // tty
+    "c 5:1 rwm",   // console
+    "c 5:2 rwm",   // ptmx
+    "c 136:* rwm", // pts
+    "c 10:200 rwm", // net/tun
+];
+
+/// The cgroup writes for `res` on a v1 (`v2 == false`) or v2 host. `extra_devices` are the
+/// `linux.devices` nodes, which are allowed automatically as runc does.
+pub fn writes(
+    res: &LinuxResources,
+    v2: bool,
+    extra_devices: &[(char, i64, i64)],
+) -> Result<Vec<Write>, SpecError> {
+    let mut w = Vec::new();
+    memory(res, v2, &mut w)?;
+    cpu(res, v2, &mut w)?;
+    if let Some(p) = res.pids() {
+        let v = if p.limit() > 0 { p.limit().to_string() } else { "max".into() };
+        w.push(if v2 { Write::v2("pids.max", v) } else { Write::v1("pids", "pids.max", v) });
+    }
+    if let Some(devs) = res.devices() {
+        if !devs.is_empty() {
+            if v2 {
+                return Err(SpecError::new(
+                    format!("{FIELD}.devices"),
+                    "device rules on cgroup v2 need an eBPF program, not supported yet",
+                ));
+            }
+            for (i, d) in devs.iter().enumerate() {
+                let rule = device_rule(d).map_err(|m| SpecError::new(format!("{FIELD}.devices[{i}]"), m))?;
+                let file = if d.allow() { "devices.allow" } else { "devices.deny" };
+                w.push(Write::v1("devices", file, rule));
+            }
+            for rule in DEFAULT_ALLOWED {
+                w.push(Write::v1("devices", "devices.allow", rule));
+            }
+            for (t, major, minor) in extra_devices {
+                w.push(Write::v1("devices", "devices.allow", format!("{t} {major}:{minor} rwm")));
+            }
+        }
+    }
+    if let Some(u) = res.unified() {
+        if !u.is_empty() {
+            if !v2 {
+                return Err(SpecError::new(format!("{FIELD}.unified"), "needs a cgroup v2 host"));
+            }
+            let mut keys: Vec<_> = u.iter().collect();
+            keys.sort();
+            for (k, v) in keys {
+                if k.contains('/') || k.starts_with('.') || !k.contains('.') {
+                    return Err(SpecError::new(format!("{FIELD}.unified.{k}"), "not a cgroup file name"));
+                }
+                w.push(Write::v2(k, v));
+            }
+        }
+    }
+    Ok(w)
+}
+
+fn device_rule(d: &LinuxDeviceCgroup) -> Result<String, String> {
+    let t = match d.typ() {
+        None | Some(LinuxDeviceType::A) => 'a',
+        Some(LinuxDeviceType::C) | Some(LinuxDeviceType::U) => 'c',
+        Some(LinuxDeviceType::B) => 'b',
+        Some(LinuxDeviceType::P) => return Err("type p is not a cgroup device type".into()),
+    };
+    let num = |n: Option<i64>| match n {
+        None => "*".to_string(),
+        Some(n) if n < 0 => "*".to_string(),
+        Some(n) => n.to_string(),
+    };
+    let access = d.access().clone().unwrap_or_else(|| "rwm".into());
+    if access.is_empty() || !access.chars().all(|c| matches!(c, 'r' | 'w' | 'm')) {
+        return Err(format!("access {access:?} must be made of r, w, m"));
+    }
+    if t == 'a' {
+        return Ok("a".into());
+    }
+    Ok(format!("{t} {}:{} {access}", num(d.major()), num(d.minor())))
+}
+
+fn memory(res: &LinuxResources, v2: bool, w: &mut Vec<Write>) -> Result<(), SpecError> {
+    let Some(m) = res.memory() else { return Ok(()) };
+    let f = |k: &str| format!("{FIELD}.memory.{k}");
+    let check = |k: &str, v: i64| {
+        if v < -1 || v == 0 && k == "limit" {
+            Err(SpecError::new(f(k), format!("{v} is not a valid size (bytes, or -1 for unlimited)")))
+        } else {
+            Ok(v)
+        }
+    };
+    let limit = m.limit().map(|v| check("limit", v)).transpose()?;
+    let reservation = m.reservation().map(|v| check("reservation", v)).transpose()?;
+    let swap = m.swap().map(|v| check("swap", v)).transpose()?;
+    let max = |v: i64| if v == -1 { "max".to_string() } else { v.to_string() };
+    if v2 {
+        if let Some(l) = limit {
+            w.push(Write::v2("memory.max", max(l)));
+        }
+        if let Some(r) = reservation {
+            w.push(Write::v2("memory.low", max(r)));
+        }
+        if let Some(s) = swap {
+            // OCI swap is memory+swap; v2 limits swap alone
+            let v = match (s, limit) {
+                (-1, _) => "max".to_string(),
+                (s, Some(l)) if l > 0 && s >= l => (s - l).to_string(),
+                (_, Some(-1)) | (_, None) => {
+                    return Err(SpecError::new(f("swap"), "needs memory.limit on cgroup v2"));
+                }
+                (s, Some(l)) => {
+                    return Err(SpecError::new(f("swap"), format!("{s} is below memory.limit {l}")));
+                }
+            };
+            w.push(Write::v2("memory.swap.max", v));
+        }
+        if m.swappiness().is_some() {
+            return Err(SpecError::new(f("swappiness"), "has no cgroup v2 equivalent"));
+        }
+        if m.disable_oom_killer().unwrap_or(false) {
+            return Err(SpecError::new(f("disableOOMKiller"), "has no cgroup v2 equivalent"));
+        }
+    } else {
+        if let Some(l) = limit {
+            w.push(Write::v1("memory", "memory.limit_in_bytes", l));
+        }
+        if let Some(r) = reservation {
+            w.push(Write::v1("memory", "memory.soft_limit_in_bytes", r));
+        }
+        if let Some(s) = swap {
+            if let (Some(l), true) = (limit, s != -1) {
+                if l != -1 && s < l {
+                    return Err(SpecError::new(f("swap"), format!("{s} is below memory.limit {l}")));
+                }
+            }
+            w.push(Write::v1("memory", "memory.memsw.limit_in_bytes", s));
+        }
+        if let Some(sw) = m.swappiness() {
+            if sw > 100 {
+                return Err(SpecError::new(f("swappiness"), format!("{sw} is above 100")));
+            }
+            w.push(Write::v1("memory", "memory.swappiness", sw));
+        }
+        if m.disable_oom_killer().unwrap_or(false) {
+            w.push(Write::v1("memory", "memory.oom_control", 1));
+        }
+    }
+    Ok(())
+}
+
+/// runc's conversion of cpu.shares (2..262144) to cpu.weight (1..10000).
+pub fn shares_to_weight(shares: u64) -> u64 {
+    if shares == 0 {
+        return 0;
+    }
+    1 + ((shares.clamp(2, 262_144) - 2) * 9999) / 262_142
+}
+
+fn cpu(res: &LinuxResources, v2: bool, w: &mut Vec<Write>) -> Result<(), SpecError> {
+    let Some(c) = res.cpu() else { return Ok(()) };
+    let f = |k: &str| format!("{FIELD}.cpu.{k}");
+    if let Some(s) = c.shares() {
+        if s != 0 && !(2..=262_144).contains(&s) {
+            return Err(SpecError::new(f("shares"), format!("{s} is outside 2..262144")));
+        }
+        if s != 0 {
+            w.push(if v2 {
+                Write::v2("cpu.weight", shares_to_weight(s))
+            } else {
+                Write::v1("cpu", "cpu.shares", s)
+            });
+        }
+    }
+    if let Some(p) = c.period() {
+        if !(1000..=1_000_000).contains(&p) {
+            return Err(SpecError::new(f("period"), format!("{p} is outside 1000..1000000 µs")));
+        }
+    }
+    if let Some(q) = c.quota() {
+        if q != -1 && q < 1000 {
+            return Err(SpecError::new(f("quota"), format!("{q} is below 1000 µs (or -1)")));
+        }
+    }
+    if v2 {
+        if c.quota().is_some() || c.period().is_some() {
+            let quota = match c.quota() {
+                Some(q) if q > 0 => q.to_string(),
+                _ => "max".into(),
+            };
+            let period = c.period().unwrap_or(100_000);
+            w.push(Write::v2("cpu.max", format!("{quota} {period}")));
+        }
+    } else {
+        // period first: the kernel checks quota against the current period
+        if let Some(p) = c.period() {
+            w.push(Write::v1("cpu", "cpu.cfs_period_us", p));
+        }
+        if let Some(q) = c.quota() {
+            w.push(Write::v1("cpu", "cpu.cfs_quota_us", q));
+        }
+    }
+    for (name, val) in [("cpus", c.cpus()), ("mems", c.mems())] {
+        if let Some(v) = val {
+            if !v.is_empty() {
+                if !v.chars().all(|ch| ch.is_ascii_digit() || ch == ',' || ch == '-') {
+                    return Err(SpecError::new(f(name), format!("{v:?} is not a list like 0-2,4")));
+                }
+                let file = if name == "cpus" { "cpuset.cpus" } else { "cpuset.mems" };
+                w.push(if v2 { Write::v2(file, v) } else { Write::v1("cpuset", file, v) });
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn res(json: &str) -> LinuxResources {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn v1_memory_cpu_pids() {
+        let r = res(r#"{"memory":{"limit":104857600,"reservation":52428800},"cpu":{"shares":512,"quota":50000,"period":100000,"cpus":"0"},"pids":{"limit":64}}"#);
+        let w = writes(&r, false, &[]).unwrap();
+        let got: Vec<(String, String)> = w.iter().map(|w| (w.file.clone(), w.value.clone())).collect();
+        let want: Vec<(String, String)> = [
+            ("memory.limit_in_bytes", "104857600"),
+            ("memory.soft_limit_in_bytes", "52428800"),
+            ("cpu.shares", "512"),
+            ("cpu.cfs_period_us", "100000"),
+            ("cpu.cfs_quota_us", "50000"),
+            ("cpuset.cpus", "0"),
+            ("pids.max", "64"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn v2_conversions() {
+        let r = res(r#"{"memory":{"limit":1000000,"swap":3000000},"cpu":{"shares":1024,"quota":-1},"pids":{"limit":0}}"#);
+        let w = writes(&r, true, &[]).unwrap();
+        let got: Vec<(&str, &str)> = w.iter().map(|w| (w.file.as_str(), w.value.as_str())).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("memory.max", "1000000"),
+                ("memory.swap.max", "2000000"),
+                ("cpu.weight", "39"),
+                ("cpu.max", "max 100000"),
+                ("pids.max", "max"),
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        let e = writes(&res(r#"{"memory":{"limit":-5}}"#), false, &[]).unwrap_err();
+        assert_eq!(e.field, "linux.resources.memory.limit");
+        let e = writes(&res(r#"{"cpu":{"cpus":"zero"}}"#), true, &[]).unwrap_err();
+        assert_eq!(e.field, "linux.resources.cpu.cpus");
+        let e = writes(&res(r#"{"devices":[{"allow":false,"access":"rwm"}]}"#), true, &[]).unwrap_err();
+        assert_eq!(e.field, "linux.resources.devices");
+    }
+
+    #[test]
+    fn v1_device_rules_keep_defaults_usable() {
+        let w = writes(&res(r#"{"devices":[{"allow":false,"access":"rwm"}]}"#), false, &[('c', 10, 229)]).unwrap();
+        assert_eq!((w[0].file.as_str(), w[0].value.as_str()), ("devices.deny", "a"));
+        assert!(w.iter().any(|w| w.value == "c 1:3 rwm"));
+        assert_eq!(w.last().unwrap().value, "c 10:229 rwm");
+    }
+}

@@ -1,0 +1,36 @@
+//! `start`: let a created container's init exec the user's program, by writing one byte into
+//! the exec fifo the init waits on.
+
+use std::io::Write;
+
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+
+use super::error::{Error, Result};
+use super::state::{EXEC_FIFO, Status, Store};
+use crate::linux::SysError;
+
+/// `berth start`.
+pub fn start(store: &Store, id: &str) -> Result<()> {
+    let (locked, rec) = store.open(id, true)?;
+    let status = locked.status(&rec);
+    if status != Status::Created {
+        return Err(Error::State {
+            id: id.to_string(),
+            status,
+            what: "only a created container can be started",
+        });
+    }
+    let fifo = locked.dir.join(EXEC_FIFO);
+    // Non-blocking: with no reader (the init died) this fails at once instead of hanging.
+    let fd = nix::fcntl::open(&fifo, OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| match e {
+            nix::errno::Errno::ENXIO => Error::Init("container init is not waiting to be started (it exited)".into()),
+            e => SysError::new(format!("open {}", fifo.display()), e).into(),
+        })?;
+    std::fs::File::from(fd)
+        .write_all(b"0")
+        .map_err(|e| SysError::new(format!("write {}", fifo.display()), e))?;
+    std::fs::remove_file(&fifo).map_err(|e| SysError::new(format!("remove {}", fifo.display()), e))?;
+    Ok(())
+}
