@@ -322,7 +322,8 @@ fn locked_flags(target: &Path) -> MsFlags {
         (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
         (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
         (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
-        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+        // ST_RELATIME (4096): not exported by nix for every libc
+        (FsFlags::from_bits_retain(4096), MsFlags::MS_RELATIME),
     ] {
         if f.contains(fs) {
             out |= ms;
@@ -521,41 +522,37 @@ fn bind_with_flags(
     Ok(())
 }
 
-/// Create device nodes (`linux.devices` and the defaults) inside the rootfs.
+/// Create device nodes (`linux.devices` and the defaults) inside the rootfs. The caller has set
+/// the umask to 0, so mknod's mode is exact.
 pub fn create_devices(root: BorrowedFd<'_>, devices: &[Device]) -> Result<()> {
+    let mut parent: Option<(PathBuf, OwnedFd)> = None;
     for d in devices {
         let parent_path = d.path.parent().unwrap_or(Path::new("/"));
-        let parent = ensure_in_root(root, parent_path, true)?;
+        let dir = match &parent {
+            Some((p, fd)) if p == parent_path => fd,
+            _ => {
+                let fd = ensure_in_root(root, parent_path, true)?;
+                &parent.insert((parent_path.to_path_buf(), fd)).1
+            }
+        };
         let name = d.path.file_name().unwrap_or_default();
         let dev = makedev(d.major, d.minor);
-        match mknodat(
-            parent.as_fd(),
-            name,
-            d.kind,
-            Mode::from_bits_truncate(d.mode & 0o7777),
-            dev,
-        ) {
+        match mknodat(dir.as_fd(), name, d.kind, Mode::from_bits_truncate(d.mode & 0o7777), dev) {
             Ok(()) => {}
             // An image that ships the node already: keep it, as runc does.
             Err(Errno::EEXIST) => continue,
             Err(e) => return Err(SysError::new(format!("mknod {}", d.path.display()), e)),
         }
-        fchownat(
-            parent.as_fd(),
-            name,
-            Some(Uid::from_raw(d.uid)),
-            Some(Gid::from_raw(d.gid)),
-            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-        )
-        .step(|| format!("chown {}", d.path.display()))?;
-        // mknod applies the umask; set the exact mode asked for.
-        let node = open_in_root(root, &d.path, OFlag::O_PATH | OFlag::O_NOFOLLOW)
-            .step(|| format!("open {}", d.path.display()))?;
-        std::fs::set_permissions(
-            proc_fd_path(node.as_fd()),
-            std::os::unix::fs::PermissionsExt::from_mode(d.mode & 0o7777),
-        )
-        .step(|| format!("chmod {}", d.path.display()))?;
+        if d.uid != 0 || d.gid != 0 {
+            fchownat(
+                dir.as_fd(),
+                name,
+                Some(Uid::from_raw(d.uid)),
+                Some(Gid::from_raw(d.gid)),
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .step(|| format!("chown {}", d.path.display()))?;
+        }
     }
     Ok(())
 }

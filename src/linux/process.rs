@@ -29,6 +29,8 @@ pub struct Capabilities {
     pub inheritable: CapsHashSet,
     pub permitted: CapsHashSet,
     pub ambient: CapsHashSet,
+    /// Capabilities of this kernel outside `bounding`: dropped from the bounding set.
+    pub drop_bounding: Vec<caps::Capability>,
 }
 
 /// Everything about the process that runs in the container, as plain data.
@@ -106,8 +108,7 @@ pub fn set_oom_score_adj(value: i32, warn: &mut dyn FnMut(String)) -> Result<()>
 pub fn switch_user(p: &ProcessPlan) -> Result<()> {
     let caps = p.capabilities.as_ref();
     if let Some(c) = caps {
-        let supported = caps::runtime::thread_all_supported();
-        for cap in supported.difference(&c.bounding) {
+        for cap in &c.drop_bounding {
             caps::drop(None, CapSet::Bounding, *cap)
                 .map_err(|e| SysError::other(format!("drop {cap} from bounding set"), e.to_string()))?;
         }

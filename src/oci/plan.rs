@@ -143,7 +143,8 @@ pub fn build(spec: &Spec, input: &Input<'_>) -> R<Plan> {
             }
             if p.is_absolute() { clean(p) } else { clean(p).strip_prefix("/").unwrap().to_path_buf() }
         }
-        _ => PathBuf::from("berth").join(input.id),
+        // runc's default: the container id, relative to berth's own cgroup
+        _ => PathBuf::from(input.id),
     };
     let dirs = input.layout.resolve(&cgroups_path);
 
@@ -482,16 +483,21 @@ fn capabilities(field: &str, c: &LinuxCapabilities) -> R<Capabilities> {
         inheritable: cap_set(&format!("{field}.inheritable"), c.inheritable())?,
         permitted: cap_set(&format!("{field}.permitted"), c.permitted())?,
         ambient: cap_set(&format!("{field}.ambient"), c.ambient())?,
+        drop_bounding: Vec::new(),
     };
     // Only what this kernel knows can be set; newer names are dropped, as runc does.
-    let known = caps::runtime::thread_all_supported();
-    let keep = |s: caps::CapsHashSet| s.intersection(&known).copied().collect();
+    let known = caps::runtime::procfs_all_supported(None)
+        .unwrap_or_else(|_| caps::runtime::thread_all_supported());
+    let keep = |s: &caps::CapsHashSet| s.intersection(&known).copied().collect();
+    let mut drop_bounding: Vec<caps::Capability> = known.difference(&caps.bounding).copied().collect();
+    drop_bounding.sort_by_key(|c| c.index());
     Ok(Capabilities {
-        bounding: keep(caps.bounding),
-        effective: keep(caps.effective),
-        inheritable: keep(caps.inheritable),
-        permitted: keep(caps.permitted),
-        ambient: keep(caps.ambient),
+        bounding: keep(&caps.bounding),
+        effective: keep(&caps.effective),
+        inheritable: keep(&caps.inheritable),
+        permitted: keep(&caps.permitted),
+        ambient: keep(&caps.ambient),
+        drop_bounding,
     })
 }
 
@@ -683,7 +689,7 @@ mod tests {
     fn default_cgroup_path_is_relative_to_own_cgroup() {
         let json = BASE.replace(r#""cgroupsPath": "/pods/c1","#, "");
         let p = plan(&json, &v2()).unwrap();
-        assert_eq!(p.cgroup.dirs, Dirs::V2("/sys/fs/cgroup/berth/c1".into()));
+        assert_eq!(p.cgroup.dirs, Dirs::V2("/sys/fs/cgroup/c1".into()));
     }
 
     #[test]
