@@ -235,19 +235,75 @@ pub fn open_in_root(root: BorrowedFd<'_>, path: &Path, flags: OFlag) -> nix::Res
     }
 }
 
+/// Resolve `path` inside `root` component by component, following symlinks (absolute ones
+/// from `root`), up to the first component that does not exist; the rest is appended as is.
+/// The result names, inside `root`, where a missing mount point must be created.
+fn resolve_for_create(root: BorrowedFd<'_>, path: &Path) -> Result<PathBuf> {
+    let mut todo: std::collections::VecDeque<std::ffi::OsString> = path
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect();
+    let mut done = PathBuf::from("/");
+    let mut links = 0;
+    while let Some(c) = todo.pop_front() {
+        if c == ".." {
+            done.pop();
+            continue;
+        }
+        let cand = done.join(&c);
+        match open_in_root(root, &cand, OFlag::O_PATH | OFlag::O_NOFOLLOW) {
+            Ok(fd) => {
+                let st = nix::sys::stat::fstat(&fd).step(|| format!("stat {}", cand.display()))?;
+                if st.st_mode & libc::S_IFMT != libc::S_IFLNK {
+                    done = cand;
+                    continue;
+                }
+                links += 1;
+                if links > 40 {
+                    return Err(SysError::new(format!("resolve {}", path.display()), Errno::ELOOP));
+                }
+                let target = nix::fcntl::readlinkat(&fd, "")
+                    .step(|| format!("readlink {}", cand.display()))?;
+                let target = Path::new(&target);
+                if target.is_absolute() {
+                    done = PathBuf::from("/");
+                }
+                for comp in target.components().rev() {
+                    match comp {
+                        Component::Normal(n) => todo.push_front(n.to_os_string()),
+                        Component::ParentDir => todo.push_front("..".into()),
+                        _ => {}
+                    }
+                }
+            }
+            Err(Errno::ENOENT) => {
+                done = cand;
+                done.extend(todo.drain(..));
+            }
+            Err(e) => return Err(SysError::new(format!("resolve {}", cand.display()), e)),
+        }
+    }
+    Ok(done)
+}
+
 /// Make sure `path` exists inside `root` (creating missing directories, and the last component
-/// as a directory or an empty file), and return an `O_PATH` fd on it.
+/// as a directory or an empty file), and return an `O_PATH` fd on it. Symlinks are followed
+/// inside `root` only; creation happens with `mkdirat` on fds resolved inside `root`.
 pub fn ensure_in_root(root: BorrowedFd<'_>, path: &Path, dir: bool) -> Result<OwnedFd> {
     match open_in_root(root, path, OFlag::O_PATH) {
         Ok(fd) => return Ok(fd),
         Err(Errno::ENOENT) => {}
         Err(e) => return Err(SysError::new(format!("resolve {}", path.display()), e)),
     }
-    // Walk down, creating what is missing; each parent is re-resolved inside the root.
+    let resolved = resolve_for_create(root, path)?;
     let mut parent = open_in_root(root, Path::new("/"), OFlag::O_PATH | OFlag::O_DIRECTORY)
         .step(|| "open container root".into())?;
     let mut sofar = PathBuf::from("/");
-    let comps: Vec<Component<'_>> = path.components().collect();
+    let comps: Vec<Component<'_>> = resolved.components().collect();
     for (i, comp) in comps.iter().enumerate() {
         let Component::Normal(name) = comp else {
             continue;
@@ -581,10 +637,18 @@ pub fn create_dev_symlinks(root: BorrowedFd<'_>) -> Result<()> {
 
 /// Make `root` the process's root: pivot_root, then detach the old root.
 pub fn pivot_root(root: BorrowedFd<'_>) -> Result<()> {
+    let old_root = nix::fcntl::open(
+        "/",
+        OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .step(|| "open old root".into())?;
     nix::unistd::fchdir(root).step(|| "chdir to rootfs".into())?;
     nix::unistd::pivot_root(".", ".").step(|| "pivot_root".into())?;
-    // The old root sits on top of the new one now; make it a slave first so that unmounting it
-    // cannot propagate an unmount to the host.
+    // The old root is stacked on the new one. "." must name the old root's mount, not the new
+    // root's ("." does not cross mounts): go through the fd opened before the pivot.
+    nix::unistd::fchdir(&old_root).step(|| "chdir to old root".into())?;
+    // A slave first, so that detaching it cannot propagate an unmount to the host.
     mount(
         None::<&str>,
         ".",
