@@ -1,0 +1,151 @@
+//! Bad input gets a clear error naming the field or step, a non-zero exit, and leaves nothing:
+//! no state, cgroup, process or mount.
+
+mod common;
+
+use std::fs;
+
+use common::*;
+use serde_json::json;
+
+/// Run the container expecting failure; returns stderr after checking nothing is left.
+fn fails_cleanly(c: &Ctr) -> String {
+    let b = c.bundle_arg();
+    for verb in ["create", "run"] {
+        let out = c.berth_detached(&[verb, "--bundle", &b, &c.id]);
+        assert_eq!(out.status.code(), Some(1), "{verb} should fail: {}", String::from_utf8_lossy(&out.stderr));
+        c.assert_gone();
+        if verb == "run" {
+            return String::from_utf8(out.stderr).unwrap();
+        }
+    }
+    unreachable!()
+}
+
+#[test]
+fn malformed_json() {
+    let c = Ctr::new("bad-json");
+    fs::write(c.bundle.join("config.json"), "{\"ociVersion\": \"1.0.2\", ").unwrap();
+    let err = fails_cleanly(&c);
+    assert!(err.contains("config.json: config.json: invalid JSON"), "{err}");
+}
+
+#[test]
+fn wrong_type_names_the_field() {
+    let mut c = Ctr::new("bad-type");
+    c.set("/process/user/uid", json!("root"));
+    let err = fails_cleanly(&c);
+    assert!(err.contains("process.user.uid"), "{err}");
+}
+
+#[test]
+fn unknown_namespace_type() {
+    let mut c = Ctr::new("bad-ns");
+    c.set("/linux/namespaces", json!([{"type": "mount"}, {"type": "bogus"}]));
+    let err = fails_cleanly(&c);
+    assert!(err.contains("linux.namespaces[1].type"), "{err}");
+}
+
+#[test]
+fn user_namespace_not_supported_yet() {
+    let mut c = Ctr::new("bad-userns");
+    c.set("/linux/namespaces", json!([{"type": "mount"}, {"type": "user"}]));
+    let err = fails_cleanly(&c);
+    assert!(err.contains("linux.namespaces[1].type: user namespaces are not supported yet"), "{err}");
+}
+
+#[test]
+fn missing_rootfs() {
+    let mut c = Ctr::new("bad-rootfs");
+    c.set("/root/path", json!("no-such-rootfs"));
+    let err = fails_cleanly(&c);
+    assert!(err.contains("root.path:") && err.contains("no-such-rootfs"), "{err}");
+}
+
+#[test]
+fn nonexistent_binary() {
+    let mut c = Ctr::new("bad-binary");
+    c.args(&["/no/such/binary"]);
+    let err = fails_cleanly(&c);
+    assert!(err.contains("exec: \"/no/such/binary\": stat /no/such/binary"), "{err}");
+    let mut c = Ctr::new("bad-binary-path");
+    c.args(&["nosuchcmd"]);
+    let err = fails_cleanly(&c);
+    assert!(err.contains("executable file not found in $PATH"), "{err}");
+}
+
+#[test]
+fn bad_mount_names_the_step() {
+    let mut c = Ctr::new("bad-mount");
+    let mut ms = c.config["mounts"].as_array().unwrap().clone();
+    ms.push(json!({"destination": "/x", "type": "nosuchfs", "source": "none"}));
+    c.set("/mounts", json!(ms));
+    let err = fails_cleanly(&c);
+    assert!(err.contains("mount nosuchfs on /x: No such device"), "{err}");
+
+    let mut c = Ctr::new("bad-bind");
+    let mut ms = c.config["mounts"].as_array().unwrap().clone();
+    ms.push(json!({"destination": "/y", "type": "bind", "source": "/no/such/source"}));
+    c.set("/mounts", json!(ms));
+    let err = fails_cleanly(&c);
+    assert!(err.contains("stat bind source /no/such/source"), "{err}");
+}
+
+#[test]
+fn unsupported_field_is_named() {
+    let mut c = Ctr::new("bad-seccomp");
+    c.set("/linux/seccomp", json!({"defaultAction": "SCMP_ACT_ALLOW"}));
+    let err = fails_cleanly(&c);
+    assert!(err.contains("linux.seccomp: not supported yet"), "{err}");
+}
+
+#[test]
+fn bad_resource_value_is_named() {
+    let mut c = Ctr::new("bad-memory");
+    c.set("/linux/resources", json!({"memory": {"limit": -7}}));
+    let err = fails_cleanly(&c);
+    assert!(err.contains("linux.resources.memory.limit"), "{err}");
+}
+
+#[test]
+fn cgroup_write_rejected_by_the_kernel() {
+    let mut c = Ctr::new("bad-cpus");
+    c.set("/linux/resources", json!({"cpu": {"cpus": "63"}}));
+    let err = fails_cleanly(&c);
+    assert!(err.contains("cpuset.cpus"), "{err}");
+}
+
+#[test]
+fn v2_device_rules_are_refused_for_now() {
+    if !cgroup_v2() {
+        return;
+    }
+    let mut c = Ctr::new("bad-v2-devices");
+    c.set("/linux/resources", json!({"devices": [{"allow": false, "access": "rwm"}]}));
+    let err = fails_cleanly(&c);
+    assert!(err.contains("linux.resources.devices"), "{err}");
+}
+
+#[test]
+fn bad_cli_arguments() {
+    let c = Ctr::new("bad-cli");
+    let err = c.fails(&["kill", "x", "SIGNOPE"]);
+    assert!(err.contains("invalid signal \"SIGNOPE\""), "{err}");
+    let out = c.berth(&["create"]);
+    assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
+    let err = c.fails(&["state", "../etc"]);
+    assert!(err.contains("invalid container id \"../etc\""), "{err}");
+    let b = c.bundle_arg();
+    let out = c.berth_detached(&["create", "--bundle", &b, "a/b"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid container id"));
+    assert!(!c.root.join("a").exists());
+}
+
+#[test]
+fn init_killed_during_setup_is_cleaned_up() {
+    // a failing sysctl write happens after mounts: the rollback must undo a half-built container
+    let mut c = Ctr::new("bad-sysctl");
+    c.set("/linux/sysctl", json!({"net.ipv4.no_such_sysctl": "1"}));
+    let err = fails_cleanly(&c);
+    assert!(err.contains("write sysctl /proc/sys/net/ipv4/no_such_sysctl"), "{err}");
+}
