@@ -24,7 +24,10 @@ fn limits_are_written_to_the_cgroup() {
         assert_eq!(c.cgroup_file("", "pids.max"), "64");
     } else {
         assert_eq!(c.cgroup_file("memory", "memory.limit_in_bytes"), "67108864");
-        assert_eq!(c.cgroup_file("memory", "memory.soft_limit_in_bytes"), "33554432");
+        assert_eq!(
+            c.cgroup_file("memory", "memory.soft_limit_in_bytes"),
+            "33554432"
+        );
         assert_eq!(c.cgroup_file("cpu", "cpu.shares"), "512");
         assert_eq!(c.cgroup_file("cpu", "cpu.cfs_quota_us"), "50000");
         assert_eq!(c.cgroup_file("cpu", "cpu.cfs_period_us"), "100000");
@@ -33,7 +36,10 @@ fn limits_are_written_to_the_cgroup() {
     }
     // the init is a member of the container's cgroup in every hierarchy
     let cg = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    for line in cg.lines().filter(|l| !l.contains("name=systemd") && !l.starts_with("0::/") || cgroup_v2()) {
+    for line in cg
+        .lines()
+        .filter(|l| !l.contains("name=systemd") && !l.starts_with("0::/") || cgroup_v2())
+    {
         assert!(line.ends_with(&c.cgroup), "{line} not in {}", c.cgroup);
     }
     c.ok(&["delete", "--force", &c.id]);
@@ -44,7 +50,11 @@ fn limits_are_written_to_the_cgroup() {
 fn cgroup_namespace_and_mount_show_the_container_cgroup() {
     let mut c = Ctr::new("cg-ns");
     c.set("/linux/resources", json!({"memory": {"limit": 50331648}}));
-    let file = if cgroup_v2() { "/sys/fs/cgroup/memory.max" } else { "/sys/fs/cgroup/memory/memory.limit_in_bytes" };
+    let file = if cgroup_v2() {
+        "/sys/fs/cgroup/memory.max"
+    } else {
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes"
+    };
     c.args(&["sh", "-c", &format!("cat /proc/self/cgroup; cat {file}")]);
     let (code, out, err) = c.run();
     assert_eq!(code, 0, "{err}");
@@ -55,7 +65,10 @@ fn cgroup_namespace_and_mount_show_the_container_cgroup() {
         if l.contains("name=systemd") || (!cgroup_v2() && l.starts_with("0::")) {
             continue;
         }
-        assert!(l.ends_with(":/"), "cgroup namespace root should be the container's: {l}");
+        assert!(
+            l.ends_with(":/"),
+            "cgroup namespace root should be the container's: {l}"
+        );
     }
     c.assert_gone();
 }
@@ -70,7 +83,9 @@ fn relative_cgroups_path_is_below_berths_own_cgroup() {
     let own = fs::read_to_string("/proc/self/cgroup").unwrap();
     let host = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     let pick = |text: &str, key: &str| {
-        text.lines().find(|l| l.split(':').nth(1) == Some(key)).map(|l| l.splitn(3, ':').nth(2).unwrap().to_string())
+        text.lines()
+            .find(|l| l.split(':').nth(1) == Some(key))
+            .map(|l| l.splitn(3, ':').nth(2).unwrap().to_string())
     };
     let key = if cgroup_v2() { "" } else { "memory" };
     let mine = pick(&own, key).unwrap();
@@ -90,23 +105,38 @@ fn relative_cgroups_path_is_below_berths_own_cgroup() {
 fn pids_limit_is_enforced() {
     let mut c = Ctr::new("cg-pids");
     c.set("/linux/resources", json!({"pids": {"limit": 4}}));
-    c.args(&["sh", "-c", "for i in 1 2 3 4 5 6 7 8; do sleep 2 & done 2>&1; wait"]);
+    c.args(&[
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5 6 7 8; do sleep 2 & done 2>&1; wait",
+    ]);
     let (_, out, err) = c.run();
     let all = format!("{out}{err}");
-    assert!(all.contains("can't fork") || all.contains("Resource temporarily unavailable"), "{all}");
+    assert!(
+        all.contains("can't fork") || all.contains("Resource temporarily unavailable"),
+        "{all}"
+    );
     c.assert_gone();
 }
 
 #[test]
 fn memory_limit_is_enforced() {
     let mut c = Ctr::new("cg-oom");
-    c.set("/linux/resources", json!({"memory": {"limit": 16777216, "swap": 16777216}}));
-    let tmpfs = json!({"destination": "/big", "type": "tmpfs", "source": "tmpfs", "options": ["size=64m"]});
+    c.set(
+        "/linux/resources",
+        json!({"memory": {"limit": 16777216, "swap": 16777216}}),
+    );
+    let tmpfs =
+        json!({"destination": "/big", "type": "tmpfs", "source": "tmpfs", "options": ["size=64m"]});
     let mut ms = c.config["mounts"].as_array().unwrap().clone();
     ms.push(tmpfs);
     c.set("/mounts", json!(ms));
     // tmpfs pages are charged to the cgroup: 32 MiB cannot fit in 16 MiB
-    c.args(&["sh", "-c", "dd if=/dev/zero of=/big/f bs=1M count=32 2>/dev/null; echo dd=$?"]);
+    c.args(&[
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/big/f bs=1M count=32 2>/dev/null; echo dd=$?",
+    ]);
     let (_, out, _) = c.run();
     // dd is OOM-killed (SIGKILL: 128+9)
     assert_eq!(out.trim(), "dd=137");
@@ -127,5 +157,8 @@ fn v1_device_rules_are_written() {
     for want in ["c 4:64 rw", "c 1:3 rwm", "c 136:* rwm", "c *:* m"] {
         assert!(rules.contains(&want), "{want} missing in {rules:?}");
     }
-    assert!(!rules.contains(&"a *:* rwm"), "deny-all not applied: {rules:?}");
+    assert!(
+        !rules.contains(&"a *:* rwm"),
+        "deny-all not applied: {rules:?}"
+    );
 }

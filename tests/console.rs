@@ -20,7 +20,9 @@ fn read_until(master: &mut std::fs::File, want: &str) -> String {
         match master.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => got.push_str(&String::from_utf8_lossy(&buf[..n])),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
             Err(e) => panic!("read pty: {e}"),
         }
     }
@@ -41,7 +43,14 @@ fn console_socket_receives_the_pty_master() {
     let listener = UnixListener::bind(&sock_path).unwrap();
     let b = c.bundle_arg();
     let accept = std::thread::spawn(move || receive_master(&listener));
-    c.ok_detached(&["create", "--bundle", &b, "--console-socket", sock_path.to_str().unwrap(), &c.id]);
+    c.ok_detached(&[
+        "create",
+        "--bundle",
+        &b,
+        "--console-socket",
+        sock_path.to_str().unwrap(),
+        &c.id,
+    ]);
     let (master, name) = accept.join().unwrap();
     assert_eq!(name, "/dev/pts/0");
     c.ok(&["start", &c.id]);
@@ -66,7 +75,17 @@ fn exec_tty_over_console_socket() {
     let sock_path = c.dir.join("exec.sock");
     let listener = UnixListener::bind(&sock_path).unwrap();
     let accept = std::thread::spawn(move || receive_master(&listener));
-    c.ok_detached(&["exec", "--tty", "--detach", "--console-socket", sock_path.to_str().unwrap(), &c.id, "sh", "-c", "tty; echo done"]);
+    c.ok_detached(&[
+        "exec",
+        "--tty",
+        "--detach",
+        "--console-socket",
+        sock_path.to_str().unwrap(),
+        &c.id,
+        "sh",
+        "-c",
+        "tty; echo done",
+    ]);
     let (master, _) = accept.join().unwrap();
     let mut m = std::fs::File::from(master);
     read_until(&mut m, "/dev/pts/0\r\ndone");

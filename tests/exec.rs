@@ -14,8 +14,20 @@ fn exec_joins_the_namespaces_and_cgroup_of_the_container() {
     let init = c.start();
     wait_comm(init, "sleep");
     let pidfile = c.dir.join("exec.pid");
-    c.ok_detached(&["exec", "--detach", "--pid-file", pidfile.to_str().unwrap(), &c.id, "sleep", "999"]);
-    let pid: i32 = fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    c.ok_detached(&[
+        "exec",
+        "--detach",
+        "--pid-file",
+        pidfile.to_str().unwrap(),
+        &c.id,
+        "sleep",
+        "999",
+    ]);
+    let pid: i32 = fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     wait_comm(pid, "sleep");
     for link in ["pid", "net", "ipc", "uts", "mnt", "cgroup"] {
         assert_eq!(ns(pid, link), ns(init, link), "{link}");
@@ -26,7 +38,10 @@ fn exec_joins_the_namespaces_and_cgroup_of_the_container() {
     );
     // same root: the container's rootfs
     use std::os::unix::fs::MetadataExt;
-    let (a, b) = (fs::metadata(format!("/proc/{pid}/root")).unwrap(), fs::metadata(format!("/proc/{init}/root")).unwrap());
+    let (a, b) = (
+        fs::metadata(format!("/proc/{pid}/root")).unwrap(),
+        fs::metadata(format!("/proc/{init}/root")).unwrap(),
+    );
     assert_eq!((a.dev(), a.ino()), (b.dev(), b.ino()));
     // process attributes come from the container's config (base.json: no_new_privs, caps)
     assert_eq!(status_field(pid, "NoNewPrivs"), "1");
@@ -44,10 +59,24 @@ fn exec_foreground_output_exit_code_env_cwd_user() {
     c.start();
     c.wait_status("running");
     let out = c.berth(&[
-        "exec", "--env", "X=1", "--cwd", "/home", "--user", "1000:1000", &c.id,
-        "sh", "-c", "echo $X $(pwd) $(id -u):$(id -g); exit 5",
+        "exec",
+        "--env",
+        "X=1",
+        "--cwd",
+        "/home",
+        "--user",
+        "1000:1000",
+        &c.id,
+        "sh",
+        "-c",
+        "echo $X $(pwd) $(id -u):$(id -g); exit 5",
     ]);
-    assert_eq!(out.status.code(), Some(5), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "1 /home 1000:1000\n");
 }
 
@@ -68,11 +97,22 @@ fn exec_with_a_process_file() {
     let p = c.dir.join("process.json");
     fs::write(&p, process.to_string()).unwrap();
     let out = c.berth(&["exec", "--process", p.to_str().unwrap(), &c.id]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "from-process-json\n1000 5\nCapEff:\t0000000000000000\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "from-process-json\n1000 5\nCapEff:\t0000000000000000\n"
+    );
 
     // a bad process.json names the field
-    fs::write(&p, r#"{"args": ["true"], "cwd": "/", "user": {"uid": "x"}}"#).unwrap();
+    fs::write(
+        &p,
+        r#"{"args": ["true"], "cwd": "/", "user": {"uid": "x"}}"#,
+    )
+    .unwrap();
     let err = c.fails(&["exec", "--process", p.to_str().unwrap(), &c.id]);
     assert!(err.contains("user.uid"), "{err}");
 }
@@ -83,7 +123,10 @@ fn exec_failures_are_reported_and_leave_nothing() {
     let init = c.start();
     wait_comm(init, "sleep");
     let err = c.fails(&["exec", &c.id, "no-such-program"]);
-    assert!(err.contains("exec: \"no-such-program\": executable file not found in $PATH"), "{err}");
+    assert!(
+        err.contains("exec: \"no-such-program\": executable file not found in $PATH"),
+        "{err}"
+    );
     let err = c.fails(&["exec", "--cwd", "/nonexistent", &c.id, "true"]);
     assert!(err.contains("chdir to cwd /nonexistent"), "{err}");
     let pids: Vec<i32> = serde_json::from_str(&c.ok(&["ps", "--format", "json", &c.id])).unwrap();

@@ -13,7 +13,12 @@ fn fails_cleanly(c: &Ctr) -> String {
     let b = c.bundle_arg();
     for verb in ["create", "run"] {
         let out = c.berth_detached(&[verb, "--bundle", &b, &c.id]);
-        assert_eq!(out.status.code(), Some(1), "{verb} should fail: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{verb} should fail: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         c.assert_gone();
         if verb == "run" {
             return String::from_utf8(out.stderr).unwrap();
@@ -27,7 +32,10 @@ fn malformed_json() {
     let c = Ctr::new("bad-json");
     fs::write(c.bundle.join("config.json"), "{\"ociVersion\": \"1.0.2\", ").unwrap();
     let err = fails_cleanly(&c);
-    assert!(err.contains("config.json: config.json: invalid JSON"), "{err}");
+    assert!(
+        err.contains("config.json: config.json: invalid JSON"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -41,7 +49,10 @@ fn wrong_type_names_the_field() {
 #[test]
 fn unknown_namespace_type() {
     let mut c = Ctr::new("bad-ns");
-    c.set("/linux/namespaces", json!([{"type": "mount"}, {"type": "bogus"}]));
+    c.set(
+        "/linux/namespaces",
+        json!([{"type": "mount"}, {"type": "bogus"}]),
+    );
     let err = fails_cleanly(&c);
     assert!(err.contains("linux.namespaces[1].type"), "{err}");
 }
@@ -49,9 +60,15 @@ fn unknown_namespace_type() {
 #[test]
 fn user_namespace_not_supported_yet() {
     let mut c = Ctr::new("bad-userns");
-    c.set("/linux/namespaces", json!([{"type": "mount"}, {"type": "user"}]));
+    c.set(
+        "/linux/namespaces",
+        json!([{"type": "mount"}, {"type": "user"}]),
+    );
     let err = fails_cleanly(&c);
-    assert!(err.contains("linux.namespaces[1].type: user namespaces are not supported yet"), "{err}");
+    assert!(
+        err.contains("linux.namespaces[1].type: user namespaces are not supported yet"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -59,7 +76,10 @@ fn missing_rootfs() {
     let mut c = Ctr::new("bad-rootfs");
     c.set("/root/path", json!("no-such-rootfs"));
     let err = fails_cleanly(&c);
-    assert!(err.contains("root.path:") && err.contains("no-such-rootfs"), "{err}");
+    assert!(
+        err.contains("root.path:") && err.contains("no-such-rootfs"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -67,7 +87,10 @@ fn nonexistent_binary() {
     let mut c = Ctr::new("bad-binary");
     c.args(&["/no/such/binary"]);
     let err = fails_cleanly(&c);
-    assert!(err.contains("exec: \"/no/such/binary\": stat /no/such/binary"), "{err}");
+    assert!(
+        err.contains("exec: \"/no/such/binary\": stat /no/such/binary"),
+        "{err}"
+    );
     let mut c = Ctr::new("bad-binary-path");
     c.args(&["nosuchcmd"]);
     let err = fails_cleanly(&c);
@@ -81,7 +104,10 @@ fn bad_mount_names_the_step() {
     ms.push(json!({"destination": "/x", "type": "nosuchfs", "source": "none"}));
     c.set("/mounts", json!(ms));
     let err = fails_cleanly(&c);
-    assert!(err.contains("mount nosuchfs on /x: No such device"), "{err}");
+    assert!(
+        err.contains("mount nosuchfs on /x: No such device"),
+        "{err}"
+    );
 
     let mut c = Ctr::new("bad-bind");
     let mut ms = c.config["mounts"].as_array().unwrap().clone();
@@ -121,7 +147,10 @@ fn v2_device_rules_are_refused_for_now() {
         return;
     }
     let mut c = Ctr::new("bad-v2-devices");
-    c.set("/linux/resources", json!({"devices": [{"allow": false, "access": "rwm"}]}));
+    c.set(
+        "/linux/resources",
+        json!({"devices": [{"allow": false, "access": "rwm"}]}),
+    );
     let err = fails_cleanly(&c);
     assert!(err.contains("linux.resources.devices"), "{err}");
 }
@@ -147,5 +176,8 @@ fn init_killed_during_setup_is_cleaned_up() {
     let mut c = Ctr::new("bad-sysctl");
     c.set("/linux/sysctl", json!({"net.ipv4.no_such_sysctl": "1"}));
     let err = fails_cleanly(&c);
-    assert!(err.contains("write sysctl /proc/sys/net/ipv4/no_such_sysctl"), "{err}");
+    assert!(
+        err.contains("write sysctl /proc/sys/net/ipv4/no_such_sysctl"),
+        "{err}"
+    );
 }

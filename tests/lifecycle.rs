@@ -21,7 +21,12 @@ fn create_start_kill_delete_with_state_at_each_step() {
     assert_eq!(st["ociVersion"], "1.2.0");
     assert_eq!(st["bundle"], c.bundle.to_str().unwrap());
     // created: the init waits, the user's program has not run yet
-    assert_ne!(fs::read_to_string(format!("/proc/{pid}/comm")).unwrap().trim(), "sleep");
+    assert_ne!(
+        fs::read_to_string(format!("/proc/{pid}/comm"))
+            .unwrap()
+            .trim(),
+        "sleep"
+    );
     assert!(c.root.join(&c.id).join("exec.fifo").exists());
 
     c.ok(&["start", &c.id]);
@@ -29,7 +34,10 @@ fn create_start_kill_delete_with_state_at_each_step() {
     assert_eq!(c.status(), "running");
     assert!(!c.root.join(&c.id).join("exec.fifo").exists());
     let err = c.fails(&["start", &c.id]);
-    assert!(err.contains("only a created container can be started"), "{err}");
+    assert!(
+        err.contains("only a created container can be started"),
+        "{err}"
+    );
 
     c.ok(&["kill", &c.id, "KILL"]);
     c.wait_status("stopped");
@@ -60,7 +68,14 @@ fn run_foreground_killed_container_exits_128_plus_signal() {
     c.args(&["sleep", "1000"]);
     let b = c.bundle_arg();
     let child = Command::new(BERTH)
-        .args(["--root", c.root.to_str().unwrap(), "run", "--bundle", &b, &c.id])
+        .args([
+            "--root",
+            c.root.to_str().unwrap(),
+            "run",
+            "--bundle",
+            &b,
+            &c.id,
+        ])
         .spawn()
         .unwrap();
     c.wait_status("running");
@@ -74,10 +89,21 @@ fn run_foreground_killed_container_exits_128_plus_signal() {
 fn run_foreground_forwards_signals_to_the_container() {
     let mut c = Ctr::new("run-forward");
     // pid 1 of a pid namespace only gets signals it has a handler for
-    c.args(&["sh", "-c", "trap 'exit 7' TERM; while true; do sleep 0.05; done"]);
+    c.args(&[
+        "sh",
+        "-c",
+        "trap 'exit 7' TERM; while true; do sleep 0.05; done",
+    ]);
     let b = c.bundle_arg();
     let child = Command::new(BERTH)
-        .args(["--root", c.root.to_str().unwrap(), "run", "--bundle", &b, &c.id])
+        .args([
+            "--root",
+            c.root.to_str().unwrap(),
+            "run",
+            "--bundle",
+            &b,
+            &c.id,
+        ])
         .spawn()
         .unwrap();
     c.wait_status("running");
@@ -97,15 +123,30 @@ fn run_detached_keeps_running_until_deleted() {
     let c = Ctr::new("run-detach");
     let b = c.bundle_arg();
     let pidfile = c.dir.join("run.pid");
-    c.ok_detached(&["run", "--detach", "--bundle", &b, "--pid-file", pidfile.to_str().unwrap(), &c.id]);
-    let pid: i32 = fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    c.ok_detached(&[
+        "run",
+        "--detach",
+        "--bundle",
+        &b,
+        "--pid-file",
+        pidfile.to_str().unwrap(),
+        &c.id,
+    ]);
+    let pid: i32 = fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     wait_comm(pid, "sleep");
     assert_eq!(c.status(), "running");
     let err = c.fails(&["delete", &c.id]);
     assert!(err.contains("cannot delete a running container"), "{err}");
     assert_eq!(c.status(), "running", "a refused delete changes nothing");
     c.ok(&["delete", "--force", &c.id]);
-    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists() || status_field(pid, "State").starts_with('Z'));
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            || status_field(pid, "State").starts_with('Z')
+    );
     c.assert_gone();
 }
 
@@ -148,14 +189,19 @@ fn kill_by_name_number_and_all() {
     c2.set("/linux/namespaces", json!(ns));
     c2.start();
     let end = std::time::Instant::now() + Duration::from_secs(5);
-    while serde_json::from_str::<Vec<i32>>(&c2.ok(&["ps", "--format", "json", &c2.id])).unwrap().len() < 3 {
+    while serde_json::from_str::<Vec<i32>>(&c2.ok(&["ps", "--format", "json", &c2.id]))
+        .unwrap()
+        .len()
+        < 3
+    {
         assert!(std::time::Instant::now() < end);
         std::thread::sleep(Duration::from_millis(10));
     }
     c2.ok(&["kill", "--all", &c2.id, "15"]);
     let end = std::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let left: Vec<i32> = serde_json::from_str(&c2.ok(&["ps", "--format", "json", &c2.id])).unwrap();
+        let left: Vec<i32> =
+            serde_json::from_str(&c2.ok(&["ps", "--format", "json", &c2.id])).unwrap();
         if left.is_empty() {
             break;
         }
@@ -171,16 +217,23 @@ fn list_and_ps_formats() {
     let c = Ctr::new("list");
     let pid = c.start();
     wait_comm(pid, "sleep");
-    let list: serde_json::Value = serde_json::from_str(&c.ok(&["list", "--format", "json"])).unwrap();
+    let list: serde_json::Value =
+        serde_json::from_str(&c.ok(&["list", "--format", "json"])).unwrap();
     assert_eq!(list[0]["id"], c.id.as_str());
     assert_eq!(list[0]["status"], "running");
     let table = c.ok(&["list"]);
     assert!(table.starts_with("ID"), "{table}");
-    assert!(table.contains(&c.id) && table.contains("running"), "{table}");
+    assert!(
+        table.contains(&c.id) && table.contains("running"),
+        "{table}"
+    );
     assert_eq!(c.ok(&["list", "-q"]).trim(), c.id);
     let ps = c.ok(&["ps", &c.id]);
     assert!(ps.lines().next().unwrap().contains("PID"), "{ps}");
-    assert!(ps.contains(&pid.to_string()) && ps.contains("sleep 1000"), "{ps}");
+    assert!(
+        ps.contains(&pid.to_string()) && ps.contains("sleep 1000"),
+        "{ps}"
+    );
 }
 
 #[test]
@@ -205,8 +258,18 @@ fn concurrent_commands_on_one_container_are_serialised() {
     for i in 0..8 {
         let (root, id) = (root.clone(), c.id.clone());
         handles.push(std::thread::spawn(move || {
-            let args: Vec<&str> = if i == 0 { vec!["delete", "--force"] } else { vec!["state"] };
-            let out = Command::new(BERTH).arg("--root").arg(&root).args(&args).arg(&id).output().unwrap();
+            let args: Vec<&str> = if i == 0 {
+                vec!["delete", "--force"]
+            } else {
+                vec!["state"]
+            };
+            let out = Command::new(BERTH)
+                .arg("--root")
+                .arg(&root)
+                .args(&args)
+                .arg(&id)
+                .output()
+                .unwrap();
             (i, out)
         }));
     }
@@ -232,17 +295,26 @@ fn spec_features_and_version() {
     let d = c.dir.join("specdir");
     fs::create_dir_all(&d).unwrap();
     c.ok(&["spec", "--bundle", d.to_str().unwrap()]);
-    let spec: serde_json::Value = serde_json::from_str(&fs::read_to_string(d.join("config.json")).unwrap()).unwrap();
+    let spec: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(d.join("config.json")).unwrap()).unwrap();
     assert_eq!(spec["root"]["path"], "rootfs");
     assert_eq!(spec["process"]["terminal"], true);
     let err = c.fails(&["spec", "--bundle", d.to_str().unwrap()]);
     assert!(err.contains("exists"), "{err}");
     let f: serde_json::Value = serde_json::from_str(&c.ok(&["features"])).unwrap();
     assert_eq!(f["ociVersionMax"], "1.2.0");
-    assert!(f["linux"]["namespaces"].as_array().unwrap().contains(&json!("pid")));
+    assert!(
+        f["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("pid"))
+    );
     assert!(c.ok(&["--version"]).starts_with("berth version "));
     let err = c.fails(&["--systemd-cgroup", "state", "x"]);
-    assert!(err.contains("systemd cgroup driver is not supported"), "{err}");
+    assert!(
+        err.contains("systemd cgroup driver is not supported"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -250,11 +322,21 @@ fn json_log_file_gets_errors() {
     let c = Ctr::new("log");
     let log = c.dir.join("log.json");
     let out = Command::new(BERTH)
-        .args(["--root", c.root.to_str().unwrap(), "--log", log.to_str().unwrap(), "--log-format", "json", "state", "nope"])
+        .args([
+            "--root",
+            c.root.to_str().unwrap(),
+            "--log",
+            log.to_str().unwrap(),
+            "--log-format",
+            "json",
+            "state",
+            "nope",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
-    let line: serde_json::Value = serde_json::from_str(fs::read_to_string(&log).unwrap().lines().next().unwrap()).unwrap();
+    let line: serde_json::Value =
+        serde_json::from_str(fs::read_to_string(&log).unwrap().lines().next().unwrap()).unwrap();
     assert_eq!(line["level"], "error");
     assert!(line["msg"].as_str().unwrap().contains("does not exist"));
     assert!(line["time"].as_str().unwrap().starts_with("20"));

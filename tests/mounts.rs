@@ -51,13 +51,18 @@ fn mount_table_inside_matches_the_config() {
     let (opts, fstype, _) = find(&m, "/sys");
     assert_eq!(fstype, "sysfs");
     assert!(opts.starts_with("ro"), "{opts}");
-    assert_eq!(find(&m, "/sys/fs/cgroup").1, "tmpfs");
-    if !cgroup_v2() {
+    if cgroup_v2() {
+        assert_eq!(find(&m, "/sys/fs/cgroup").1, "cgroup2");
+    } else {
+        assert_eq!(find(&m, "/sys/fs/cgroup").1, "tmpfs");
         assert_eq!(find(&m, "/sys/fs/cgroup/memory").1, "cgroup");
     }
     // the root is the bundle's rootfs, and no host path is visible
     assert_eq!(m[0].0, "/");
-    assert!(!m.iter().any(|e| e.0.starts_with("/run/berth-test")), "{m:?}");
+    assert!(
+        !m.iter().any(|e| e.0.starts_with("/run/berth-test")),
+        "{m:?}"
+    );
     // mounts are private to the container: none of them reached the host
     let host = fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!host.contains(&c.id));
@@ -129,7 +134,10 @@ fn masked_and_readonly_paths() {
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0].trim(), "0", "/proc/keys readable: {out}");
     assert_eq!(lines[1].trim(), "0", "/sys/firmware not masked: {out}");
-    assert!(out.contains("Read-only file system") || out.contains("ro-ok"), "{out}");
+    assert!(
+        out.contains("Read-only file system") || out.contains("ro-ok"),
+        "{out}"
+    );
     c.assert_gone();
 }
 
@@ -140,7 +148,9 @@ fn mount_propagation_flags() {
     fs::create_dir_all(&data).unwrap();
     let mut ms = c.config["mounts"].as_array().unwrap().clone();
     ms.push(json!({"destination": "/shared", "type": "bind", "source": data, "options": ["rbind", "rshared"]}));
-    ms.push(json!({"destination": "/priv", "type": "tmpfs", "source": "tmpfs", "options": ["private"]}));
+    ms.push(
+        json!({"destination": "/priv", "type": "tmpfs", "source": "tmpfs", "options": ["private"]}),
+    );
     c.set("/mounts", json!(ms));
     c.set("/linux/rootfsPropagation", json!("rslave"));
     let pid = c.start();
@@ -149,19 +159,33 @@ fn mount_propagation_flags() {
     let (_, _, opt) = find(&m, "/shared");
     assert!(opt.contains("shared:"), "/shared not shared: {opt}");
     let (_, _, opt) = find(&m, "/priv");
-    assert!(!opt.contains("shared:") && !opt.contains("master:"), "/priv not private: {opt}");
+    assert!(
+        !opt.contains("shared:") && !opt.contains("master:"),
+        "/priv not private: {opt}"
+    );
     let (_, _, opt) = find(&m, "/");
-    assert!(!opt.contains("shared:"), "/ must not share with the host: {opt}");
+    assert!(
+        !opt.contains("shared:"),
+        "/ must not share with the host: {opt}"
+    );
 }
 
 #[test]
 fn no_pivot_runs_in_the_rootfs() {
     let mut c = Ctr::new("mnt-nopivot");
-    c.args(&["sh", "-c", "cat /etc/hostname; ls /run/berth-test 2>&1 | head -1"]);
+    c.args(&[
+        "sh",
+        "-c",
+        "cat /etc/hostname; ls /run/berth-test 2>&1 | head -1",
+    ]);
     let b = c.bundle_arg();
     let out = c.berth(&["run", "--no-pivot", "--bundle", &b, &c.id]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.starts_with("berth\n"), "{text}");
     assert!(text.contains("No such file"), "host paths visible: {text}");
     c.assert_gone();
@@ -185,8 +209,16 @@ fn symlinks_in_the_rootfs_cannot_redirect_mounts_to_the_host() {
     let (code, _, err) = c.run();
     assert_eq!(code, 0, "{err}");
     // both mounts were created inside the rootfs, the host directory is untouched
-    assert!(fs::read_dir(&victim).unwrap().next().is_none(), "host dir written");
-    assert!(rootfs.join(victim.strip_prefix("/").unwrap()).join("x").is_dir());
+    assert!(
+        fs::read_dir(&victim).unwrap().next().is_none(),
+        "host dir written"
+    );
+    assert!(
+        rootfs
+            .join(victim.strip_prefix("/").unwrap())
+            .join("x")
+            .is_dir()
+    );
     assert!(rootfs.join(&rel).is_dir());
     c.assert_gone();
 }

@@ -22,11 +22,18 @@ fn every_listed_namespace_is_new() {
     wait_comm(pid, "sleep");
     let me = std::process::id() as i32;
     for (_, link) in KINDS {
-        assert_ne!(ns(pid, link), ns(me, link), "{link} namespace is the host's");
+        assert_ne!(
+            ns(pid, link),
+            ns(me, link),
+            "{link} namespace is the host's"
+        );
     }
     // pid 1 inside its own pid namespace
     let nspid = status_field(pid, "NSpid");
-    assert!(nspid.ends_with("\t1") || nspid.ends_with(" 1"), "NSpid: {nspid}");
+    assert!(
+        nspid.ends_with("\t1") || nspid.ends_with(" 1"),
+        "NSpid: {nspid}"
+    );
     // the user namespace is not asked for: the host's
     assert_eq!(ns(pid, "user"), ns(me, "user"));
 }
@@ -95,9 +102,15 @@ fn hostname_and_domainname_are_set() {
 #[test]
 fn hostname_without_uts_namespace_is_refused() {
     let mut c = Ctr::new("ns-uts-missing");
-    c.set("/linux/namespaces", json!([{"type": "pid"}, {"type": "mount"}]));
+    c.set(
+        "/linux/namespaces",
+        json!([{"type": "pid"}, {"type": "mount"}]),
+    );
     let (code, _, err) = c.run();
     assert_eq!(code, 1);
-    assert!(err.contains("hostname: setting a hostname needs a new uts namespace"), "{err}");
+    assert!(
+        err.contains("hostname: setting a hostname needs a new uts namespace"),
+        "{err}"
+    );
     c.assert_gone();
 }

@@ -11,7 +11,10 @@ use serde_json::json;
 #[test]
 fn user_groups_umask() {
     let mut c = Ctr::new("proc-user");
-    c.set("/process/user", json!({"uid": 1000, "gid": 1000, "additionalGids": [5, 65534], "umask": 63}));
+    c.set(
+        "/process/user",
+        json!({"uid": 1000, "gid": 1000, "additionalGids": [5, 65534], "umask": 63}),
+    );
     let pid = c.start();
     wait_comm(pid, "sleep");
     assert_eq!(status_field(pid, "Uid"), "1000\t1000\t1000\t1000");
@@ -23,7 +26,8 @@ fn user_groups_umask() {
 #[test]
 fn rlimits_are_set_and_clamped_with_a_warning() {
     let mut c = Ctr::new("proc-rlimit");
-    let (_, host_hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+    let (_, host_hard) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
     c.set(
         "/process/rlimits",
         json!([
@@ -35,7 +39,18 @@ fn rlimits_are_set_and_clamped_with_a_warning() {
     let pid = c.start();
     wait_comm(pid, "sleep");
     let limits = fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
-    let line = |name: &str| limits.lines().find(|l| l.starts_with(name)).unwrap().split_whitespace().rev().skip(1).take(2).collect::<Vec<_>>().join(" ");
+    let line = |name: &str| {
+        limits
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap()
+            .split_whitespace()
+            .rev()
+            .skip(1)
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     assert_eq!(line("Max open files"), "777 512");
     assert_eq!(line("Max processes"), "200 100");
     assert_eq!(line("Max core file size"), "0 0");
@@ -44,7 +59,10 @@ fn rlimits_are_set_and_clamped_with_a_warning() {
     // above the host's hard limit (this host has no CAP_SYS_RESOURCE): clamped, not fatal
     let mut c = Ctr::new("proc-rlimit-clamp");
     let want = host_hard + 1_000_000;
-    c.set("/process/rlimits", json!([{"type": "RLIMIT_NOFILE", "soft": want, "hard": want}]));
+    c.set(
+        "/process/rlimits",
+        json!([{"type": "RLIMIT_NOFILE", "soft": want, "hard": want}]),
+    );
     c.args(&["sh", "-c", "ulimit -n"]);
     let (code, out, err) = c.run();
     assert_eq!(code, 0, "{err}");
@@ -120,7 +138,12 @@ fn oom_score_adj_is_set_or_clamped() {
     c.set("/process/oomScoreAdj", json!(500));
     let pid = c.start();
     wait_comm(pid, "sleep");
-    assert_eq!(fs::read_to_string(format!("/proc/{pid}/oom_score_adj")).unwrap().trim(), "500");
+    assert_eq!(
+        fs::read_to_string(format!("/proc/{pid}/oom_score_adj"))
+            .unwrap()
+            .trim(),
+        "500"
+    );
     drop(c);
 
     let mut c = Ctr::new("proc-oom-neg");
@@ -129,7 +152,10 @@ fn oom_score_adj_is_set_or_clamped() {
     let (code, out, err) = c.run();
     assert_eq!(code, 0, "{err}");
     if out.trim() != "-998" {
-        assert!(err.contains("warning: oomScoreAdj -998 not permitted"), "{err}");
+        assert!(
+            err.contains("warning: oomScoreAdj -998 not permitted"),
+            "{err}"
+        );
     }
     c.assert_gone();
 }
@@ -149,7 +175,11 @@ fn no_fd_of_berth_reaches_the_container() {
     use std::os::unix::fs::MetadataExt;
     let cwd = fs::metadata(format!("/proc/{pid}/cwd")).unwrap();
     let rootfs = fs::metadata(c.bundle.join("rootfs")).unwrap();
-    assert_eq!((cwd.dev(), cwd.ino()), (rootfs.dev(), rootfs.ino()), "cwd is not the rootfs");
+    assert_eq!(
+        (cwd.dev(), cwd.ino()),
+        (rootfs.dev(), rootfs.ino()),
+        "cwd is not the rootfs"
+    );
 }
 
 #[test]
@@ -165,8 +195,16 @@ fn preserve_fds_passes_fds_through() {
         c.id,
         out_file.display()
     );
-    let out = std::process::Command::new("sh").arg("-c").arg(&cmd).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&cmd)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(fs::read_to_string(&out_file).unwrap(), "through-fd3\n");
     // 0, 1, 2, 3 and the fd ls opens for the directory
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "5");

@@ -101,7 +101,10 @@ pub fn main() -> i32 {
     let logger = match Logger::new(cli.log.as_deref(), &cli.log_format, cli.debug) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("berth: open log {}: {e}", cli.log.clone().unwrap_or_default().display());
+            eprintln!(
+                "berth: open log {}: {e}",
+                cli.log.clone().unwrap_or_default().display()
+            );
             return 1;
         }
     };

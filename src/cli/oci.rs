@@ -132,7 +132,11 @@ pub fn dispatch(cmd: Command, root: &Path, log: &Logger) -> Result<i32> {
         }
         Command::Exec(a) => return exec(&rt, a, log),
         Command::List { format, quiet } => list(&rt, &format, quiet)?,
-        Command::Ps { format, id, ps_args } => ps(&rt, &id, &format, &ps_args)?,
+        Command::Ps {
+            format,
+            id,
+            ps_args,
+        } => ps(&rt, &id, &format, &ps_args)?,
         Command::Spec { bundle, rootless } => {
             if rootless {
                 bail!("--rootless needs user namespaces, which berth does not support yet");
@@ -142,10 +146,14 @@ pub fn dispatch(cmd: Command, root: &Path, log: &Logger) -> Result<i32> {
                 bail!("{} exists: remove it first", path.display());
             }
             let text = serde_json::to_string_pretty(&berth::oci::default_spec::default_spec())?;
-            std::fs::write(&path, text + "\n").with_context(|| format!("write {}", path.display()))?;
+            std::fs::write(&path, text + "\n")
+                .with_context(|| format!("write {}", path.display()))?;
         }
         Command::Features => {
-            println!("{}", serde_json::to_string_pretty(&berth::oci::features::features())?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&berth::oci::features::features())?
+            );
         }
     }
     Ok(0)
@@ -154,7 +162,8 @@ pub fn dispatch(cmd: Command, root: &Path, log: &Logger) -> Result<i32> {
 fn exec(rt: &Runtime, a: ExecArgs, log: &Logger) -> Result<i32> {
     let process: Process = match &a.process {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("read {}", path.display()))?;
             let de = &mut serde_json::Deserializer::from_str(&text);
             serde_path_to_error::deserialize(de)
                 .map_err(|e| anyhow::anyhow!("{}: {}: {}", path.display(), e.path(), e.inner()))?
@@ -186,7 +195,8 @@ fn exec(rt: &Runtime, a: ExecArgs, log: &Logger) -> Result<i32> {
                 }
             }
             if !a.additional_gids.is_empty() {
-                p.user_mut().set_additional_gids(Some(a.additional_gids.clone()));
+                p.user_mut()
+                    .set_additional_gids(Some(a.additional_gids.clone()));
             }
             if a.no_new_privs {
                 p.set_no_new_privileges(Some(true));
@@ -225,7 +235,11 @@ fn list(rt: &Runtime, format: &str, quiet: bool) -> Result<()> {
                     s.status.to_string(),
                     s.bundle.display().to_string(),
                     s.created.clone(),
-                    if s.owner.is_empty() { "root".into() } else { s.owner.clone() },
+                    if s.owner.is_empty() {
+                        "root".into()
+                    } else {
+                        s.owner.clone()
+                    },
                 ]
             })
             .collect();
@@ -237,7 +251,11 @@ fn list(rt: &Runtime, format: &str, quiet: bool) -> Result<()> {
             }
         }
         for r in std::iter::once(&header).chain(rows.iter()) {
-            let line: Vec<String> = r.iter().zip(width).map(|(c, w)| format!("{c:<w$}")).collect();
+            let line: Vec<String> = r
+                .iter()
+                .zip(width)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect();
             println!("{}", line.join("   ").trim_end());
         }
     }
@@ -250,13 +268,21 @@ fn ps(rt: &Runtime, id: &str, format: &str, ps_args: &[String]) -> Result<()> {
         println!("{}", serde_json::to_string(&pids)?);
         return Ok(());
     }
-    let args: Vec<String> = if ps_args.is_empty() { vec!["-ef".into()] } else { ps_args.to_vec() };
+    let args: Vec<String> = if ps_args.is_empty() {
+        vec!["-ef".into()]
+    } else {
+        ps_args.to_vec()
+    };
     let out = std::process::Command::new("ps")
         .args(&args)
         .output()
         .context("run ps")?;
     if !out.status.success() {
-        bail!("ps {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "ps {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let mut lines = text.lines();
@@ -267,7 +293,10 @@ fn ps(rt: &Runtime, id: &str, format: &str, ps_args: &[String]) -> Result<()> {
         .context("ps output has no PID column")?;
     println!("{header}");
     for line in lines {
-        let pid = line.split_whitespace().nth(col).and_then(|p| p.parse::<i32>().ok());
+        let pid = line
+            .split_whitespace()
+            .nth(col)
+            .and_then(|p| p.parse::<i32>().ok());
         if pid.is_some_and(|p| pids.contains(&p)) {
             println!("{line}");
         }

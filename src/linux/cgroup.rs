@@ -48,20 +48,19 @@ pub enum Layout {
     },
 }
 
-const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
-
 impl Layout {
     /// Detect the layout of the host berth runs on.
     pub fn detect() -> Result<Layout> {
-        let own = fs::read_to_string("/proc/self/cgroup").step(|| "read /proc/self/cgroup".into())?;
+        let own =
+            fs::read_to_string("/proc/self/cgroup").step(|| "read /proc/self/cgroup".into())?;
         let unified = nix::sys::statfs::statfs("/sys/fs/cgroup")
-            .map(|s| s.filesystem_type().0 as i64 == CGROUP2_SUPER_MAGIC)
+            .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
             .unwrap_or(false);
         if unified {
             return Layout::parse_v2(Path::new("/sys/fs/cgroup"), &own);
         }
-        let mountinfo =
-            fs::read_to_string("/proc/self/mountinfo").step(|| "read /proc/self/mountinfo".into())?;
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo")
+            .step(|| "read /proc/self/mountinfo".into())?;
         Layout::parse_v1(&mountinfo, &own)
     }
 
@@ -111,9 +110,20 @@ impl Layout {
                 .filter(|o| {
                     matches!(
                         *o,
-                        "cpu" | "cpuacct" | "cpuset" | "memory" | "devices" | "freezer"
-                            | "net_cls" | "net_prio" | "blkio" | "perf_event" | "hugetlb"
-                            | "pids" | "rdma" | "misc"
+                        "cpu"
+                            | "cpuacct"
+                            | "cpuset"
+                            | "memory"
+                            | "devices"
+                            | "freezer"
+                            | "net_cls"
+                            | "net_prio"
+                            | "blkio"
+                            | "perf_event"
+                            | "hugetlb"
+                            | "pids"
+                            | "rdma"
+                            | "misc"
                     )
                 })
                 .map(String::from)
@@ -122,7 +132,10 @@ impl Layout {
                 continue; // named hierarchies (name=systemd) belong to their manager
             }
             let name = controllers.join(",");
-            let own_path = own.get(&name).cloned().unwrap_or_else(|| PathBuf::from("/"));
+            let own_path = own
+                .get(&name)
+                .cloned()
+                .unwrap_or_else(|| PathBuf::from("/"));
             hierarchies.push(Hierarchy {
                 controllers,
                 mountpoint: PathBuf::from(unescape_mountinfo(mountpoint)),
@@ -166,7 +179,10 @@ impl Layout {
 }
 
 fn unescape_mountinfo(s: &str) -> String {
-    s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
 }
 
 /// A container's cgroup: its directory in each hierarchy (v1) or its one directory (v2).
@@ -279,7 +295,9 @@ fn create_inner(layout: &Layout, dirs: &Dirs, created: &mut Vec<PathBuf>) -> Res
         }
         (Layout::V1(hs), Dirs::V1(map)) => {
             for h in hs {
-                let Some(dir) = map.get(&h.name()) else { continue };
+                let Some(dir) = map.get(&h.name()) else {
+                    continue;
+                };
                 let rel = dir.strip_prefix(&h.mountpoint).unwrap_or(dir);
                 let mut cur = h.mountpoint.clone();
                 let cpuset = h.controllers.iter().any(|c| c == "cpuset");
@@ -293,7 +311,10 @@ fn create_inner(layout: &Layout, dirs: &Dirs, created: &mut Vec<PathBuf>) -> Res
             }
             Ok(())
         }
-        _ => Err(SysError::other("create cgroup", "cgroup version changed since the container was created")),
+        _ => Err(SysError::other(
+            "create cgroup",
+            "cgroup version changed since the container was created",
+        )),
     }
 }
 
@@ -342,7 +363,10 @@ pub fn apply(dirs: &Dirs, writes: &[Write]) -> Result<()> {
             Dirs::V1(_) => dirs.v1_dir(w.controller).ok_or_else(|| {
                 SysError::other(
                     format!("write {}", w.file),
-                    format!("the {} controller is not mounted on this host", w.controller),
+                    format!(
+                        "the {} controller is not mounted on this host",
+                        w.controller
+                    ),
                 )
             })?,
         };
@@ -432,20 +456,28 @@ mod tests {
         assert_eq!(hs.len(), 2);
         assert_eq!(hs[0].name(), "cpu,cpuacct");
         assert_eq!(hs[1].own, PathBuf::from("/process_api/abc"));
-        let Dirs::V1(abs) = l.resolve(Path::new("/a/b")) else { panic!() };
+        let Dirs::V1(abs) = l.resolve(Path::new("/a/b")) else {
+            panic!()
+        };
         assert_eq!(abs["memory"], PathBuf::from("/sys/fs/cgroup/memory/a/b"));
         let rel = l.resolve(Path::new("x/y"));
         assert_eq!(
             rel.v1_dir("memory").unwrap(),
             Path::new("/sys/fs/cgroup/memory/process_api/abc/x/y")
         );
-        assert_eq!(rel.v1_dir("cpuacct").unwrap(), Path::new("/sys/fs/cgroup/cpu,cpuacct/x/y"));
+        assert_eq!(
+            rel.v1_dir("cpuacct").unwrap(),
+            Path::new("/sys/fs/cgroup/cpu,cpuacct/x/y")
+        );
     }
 
     #[test]
     fn v2_layout() {
         let l = Layout::parse_v2(Path::new("/sys/fs/cgroup"), "0::/user.slice/u\n").unwrap();
-        assert_eq!(l.resolve(Path::new("/c")), Dirs::V2("/sys/fs/cgroup/c".into()));
+        assert_eq!(
+            l.resolve(Path::new("/c")),
+            Dirs::V2("/sys/fs/cgroup/c".into())
+        );
         assert_eq!(
             l.resolve(Path::new("c")),
             Dirs::V2("/sys/fs/cgroup/user.slice/u/c".into())
@@ -464,7 +496,10 @@ mod tests {
         }]);
         let dirs = layout.resolve(Path::new("/existing/new/leaf"));
         let created = create(&layout, &dirs).unwrap();
-        assert_eq!(created, vec![mem.join("existing/new"), mem.join("existing/new/leaf")]);
+        assert_eq!(
+            created,
+            vec![mem.join("existing/new"), mem.join("existing/new/leaf")]
+        );
         remove(&dirs, &created).unwrap();
         assert!(mem.join("existing").exists());
         assert!(!mem.join("existing/new").exists());

@@ -133,8 +133,13 @@ fn recv_raw(sock: BorrowedFd<'_>) -> Result<(Vec<u8>, Option<OwnedFd>)> {
     let mut buf = vec![0u8; MAX_MSG];
     let mut iov = [IoSliceMut::new(&mut buf)];
     let mut space = nix::cmsg_space!([std::os::fd::RawFd; 4]);
-    let msg = recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
-        .step(|| "receive from socket".into())?;
+    let msg = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .step(|| "receive from socket".into())?;
     let n = msg.bytes;
     let mut fds = Vec::new();
     for c in msg.cmsgs().step(|| "read control message".into())? {
@@ -143,7 +148,11 @@ fn recv_raw(sock: BorrowedFd<'_>) -> Result<(Vec<u8>, Option<OwnedFd>)> {
         }
     }
     buf.truncate(n);
-    let first = if fds.is_empty() { None } else { Some(fds.swap_remove(0)) };
+    let first = if fds.is_empty() {
+        None
+    } else {
+        Some(fds.swap_remove(0))
+    };
     Ok((buf, first))
 }
 
@@ -154,7 +163,13 @@ mod tests {
     #[test]
     fn messages_round_trip() {
         let (a, b) = Channel::pair().unwrap();
-        for m in [Msg::Ready, Msg::Go, Msg::Terminal, Msg::Warning("w".into()), Msg::Error("mount x: bad".into())] {
+        for m in [
+            Msg::Ready,
+            Msg::Go,
+            Msg::Terminal,
+            Msg::Warning("w".into()),
+            Msg::Error("mount x: bad".into()),
+        ] {
             a.send(&m).unwrap();
             assert_eq!(b.recv().unwrap(), Some(m));
         }

@@ -91,8 +91,14 @@ pub fn parse_options(options: &[String]) -> std::result::Result<Options, String>
             "loud" => (MsFlags::empty(), MsFlags::MS_SILENT),
             "iversion" => (MsFlags::MS_I_VERSION, MsFlags::empty()),
             "noiversion" => (MsFlags::empty(), MsFlags::MS_I_VERSION),
-            "nosymfollow" => (MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW), MsFlags::empty()),
-            "symfollow" => (MsFlags::empty(), MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW)),
+            "nosymfollow" => (
+                MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW),
+                MsFlags::empty(),
+            ),
+            "symfollow" => (
+                MsFlags::empty(),
+                MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW),
+            ),
             "bind" => {
                 o.bind = true;
                 continue;
@@ -111,12 +117,15 @@ pub fn parse_options(options: &[String]) -> std::result::Result<Options, String>
                     _ => MsFlags::MS_UNBINDABLE,
                 };
                 let rec = opt.starts_with('r');
-                o.propagation.push(if rec { base | MsFlags::MS_REC } else { base });
+                o.propagation
+                    .push(if rec { base | MsFlags::MS_REC } else { base });
                 continue;
             }
             "tmpcopyup" => return Err("option tmpcopyup is not supported".into()),
             "idmap" | "ridmap" => {
-                return Err(format!("option {opt} needs idmapped mounts, not supported yet"));
+                return Err(format!(
+                    "option {opt} needs idmapped mounts, not supported yet"
+                ));
             }
             other => {
                 if let Some((set, clear)) = recursive_attr(other) {
@@ -264,7 +273,10 @@ fn resolve_for_create(root: BorrowedFd<'_>, path: &Path) -> Result<PathBuf> {
                 }
                 links += 1;
                 if links > 40 {
-                    return Err(SysError::new(format!("resolve {}", path.display()), Errno::ELOOP));
+                    return Err(SysError::new(
+                        format!("resolve {}", path.display()),
+                        Errno::ELOOP,
+                    ));
                 }
                 let target = nix::fcntl::readlinkat(&fd, "")
                     .step(|| format!("readlink {}", cand.display()))?;
@@ -346,8 +358,14 @@ pub fn ensure_in_root(root: BorrowedFd<'_>, path: &Path, dir: bool) -> Result<Ow
 /// a mount point of its own (pivot_root needs one). Returns an fd on the rootfs mount.
 pub fn prepare_rootfs(rootfs: &Path, root_propagation: MsFlags) -> Result<OwnedFd> {
     // Everything below "/" becomes a slave (or private): our mounts never reach the host.
-    mount(None::<&str>, "/", None::<&str>, root_propagation, None::<&str>)
-        .step(|| "make / a slave mount (no propagation to the host)".into())?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        root_propagation,
+        None::<&str>,
+    )
+    .step(|| "make / a slave mount (no propagation to the host)".into())?;
     mount(
         Some(rootfs),
         rootfs,
@@ -412,8 +430,14 @@ pub fn apply_entry(root: BorrowedFd<'_>, e: &Entry, cgroup: Option<&CgroupMount>
             if e.options.recursive {
                 flags |= MsFlags::MS_REC;
             }
-            mount(Some(src), &proc_fd_path(target.as_fd()), None::<&str>, flags, None::<&str>)
-                .step(|| step(&src.display().to_string()))?;
+            mount(
+                Some(src),
+                &proc_fd_path(target.as_fd()),
+                None::<&str>,
+                flags,
+                None::<&str>,
+            )
+            .step(|| step(&src.display().to_string()))?;
             let want = e.options.flags & BIND_FLAG_MASK;
             if !want.is_empty() {
                 let top = open_in_root(root, dest, OFlag::O_PATH).step(|| step("(reopen)"))?;
@@ -446,8 +470,14 @@ pub fn apply_entry(root: BorrowedFd<'_>, e: &Entry, cgroup: Option<&CgroupMount>
     if !e.options.propagation.is_empty() || e.options.attr_set != 0 || e.options.attr_clear != 0 {
         let top = open_in_root(root, dest, OFlag::O_PATH).step(|| step("(reopen)"))?;
         for p in &e.options.propagation {
-            mount(None::<&str>, &proc_fd_path(top.as_fd()), None::<&str>, *p, None::<&str>)
-                .step(|| format!("set propagation of {}", dest.display()))?;
+            mount(
+                None::<&str>,
+                &proc_fd_path(top.as_fd()),
+                None::<&str>,
+                *p,
+                None::<&str>,
+            )
+            .step(|| format!("set propagation of {}", dest.display()))?;
         }
         if e.options.attr_set != 0 || e.options.attr_clear != 0 {
             sys::mount_setattr(top.as_fd(), true, e.options.attr_set, e.options.attr_clear)
@@ -472,7 +502,9 @@ fn mount_cgroup(
     };
     let flags = e.options.flags & BIND_FLAG_MASK;
     match cg {
-        CgroupMount::V2 { namespaced: true, .. } => mount(
+        CgroupMount::V2 {
+            namespaced: true, ..
+        } => mount(
             Some("cgroup2"),
             &proc_fd_path(target.as_fd()),
             Some("cgroup2"),
@@ -480,9 +512,16 @@ fn mount_cgroup(
             None::<&str>,
         )
         .step(|| format!("mount cgroup2 on {}", dest.display())),
-        CgroupMount::V2 { dir, namespaced: false } => {
-            bind_with_flags(root, dir, dest, target, flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC)
-        }
+        CgroupMount::V2 {
+            dir,
+            namespaced: false,
+        } => bind_with_flags(
+            root,
+            dir,
+            dest,
+            target,
+            flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        ),
         CgroupMount::V1 {
             hierarchies,
             namespaced,
@@ -565,7 +604,8 @@ fn bind_with_flags(
     )
     .step(|| format!("bind {} on {}", src.display(), dest.display()))?;
     if !flags.is_empty() {
-        let top = open_in_root(root, dest, OFlag::O_PATH).step(|| format!("reopen {}", dest.display()))?;
+        let top = open_in_root(root, dest, OFlag::O_PATH)
+            .step(|| format!("reopen {}", dest.display()))?;
         mount(
             None::<&str>,
             &proc_fd_path(top.as_fd()),
@@ -593,7 +633,13 @@ pub fn create_devices(root: BorrowedFd<'_>, devices: &[Device]) -> Result<()> {
         };
         let name = d.path.file_name().unwrap_or_default();
         let dev = makedev(d.major, d.minor);
-        match mknodat(dir.as_fd(), name, d.kind, Mode::from_bits_truncate(d.mode & 0o7777), dev) {
+        match mknodat(
+            dir.as_fd(),
+            name,
+            d.kind,
+            Mode::from_bits_truncate(d.mode & 0o7777),
+            dev,
+        ) {
             Ok(()) => {}
             // An image that ships the node already: keep it, as runc does.
             Err(Errno::EEXIST) => continue,
@@ -625,7 +671,8 @@ pub fn create_dev_symlinks(root: BorrowedFd<'_>) -> Result<()> {
     ] {
         if name == "ptmx" {
             // an image's /dev/ptmx node would bypass the container's devpts instance
-            let _ = nix::unistd::unlinkat(dev.as_fd(), name, nix::unistd::UnlinkatFlags::NoRemoveDir);
+            let _ =
+                nix::unistd::unlinkat(dev.as_fd(), name, nix::unistd::UnlinkatFlags::NoRemoveDir);
         }
         match nix::unistd::symlinkat(target, dev.as_fd(), name) {
             Ok(()) | Err(Errno::EEXIST) => {}
@@ -664,8 +711,14 @@ pub fn pivot_root(root: BorrowedFd<'_>) -> Result<()> {
 /// `--no-pivot`: move the rootfs onto `/` and chroot into it (for ramdisk roots).
 pub fn move_root(root: BorrowedFd<'_>, rootfs: &Path) -> Result<()> {
     nix::unistd::fchdir(root).step(|| "chdir to rootfs".into())?;
-    mount(Some(rootfs), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
-        .step(|| format!("move {} to /", rootfs.display()))?;
+    mount(
+        Some(rootfs),
+        "/",
+        None::<&str>,
+        MsFlags::MS_MOVE,
+        None::<&str>,
+    )
+    .step(|| format!("move {} to /", rootfs.display()))?;
     nix::unistd::chroot(".").step(|| "chroot".into())?;
     nix::unistd::chdir("/").step(|| "chdir to /".into())
 }
@@ -676,7 +729,12 @@ pub fn mask_paths(paths: &[PathBuf]) -> Result<()> {
         let meta = match std::fs::symlink_metadata(p) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(SysError::new(format!("stat masked path {}", p.display()), e)),
+            Err(e) => {
+                return Err(SysError::new(
+                    format!("stat masked path {}", p.display()),
+                    e,
+                ));
+            }
         };
         if meta.is_dir() {
             mount(
@@ -713,9 +771,17 @@ pub fn readonly_paths(paths: &[PathBuf]) -> Result<()> {
         ) {
             Ok(()) => {}
             Err(Errno::ENOENT) => continue,
-            Err(e) => return Err(SysError::new(format!("bind read-only path {}", p.display()), e)),
+            Err(e) => {
+                return Err(SysError::new(
+                    format!("bind read-only path {}", p.display()),
+                    e,
+                ));
+            }
         }
-        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC
+        let flags = MsFlags::MS_BIND
+            | MsFlags::MS_REMOUNT
+            | MsFlags::MS_RDONLY
+            | MsFlags::MS_REC
             | locked_flags(p);
         mount(None::<&str>, p, None::<&str>, flags, None::<&str>)
             .step(|| format!("remount {} read-only", p.display()))?;
@@ -725,7 +791,8 @@ pub fn readonly_paths(paths: &[PathBuf]) -> Result<()> {
 
 /// After pivot: make the root filesystem read-only.
 pub fn readonly_root() -> Result<()> {
-    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | locked_flags(Path::new("/"));
+    let flags =
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | locked_flags(Path::new("/"));
     mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)
         .step(|| "remount / read-only".into())
 }
@@ -746,11 +813,18 @@ pub fn bind_console(pts: &Path) -> Result<()> {
         .open(console)
     {
         Ok(_) => {}
-        Err(e) if e.raw_os_error() == Some(libc::ENXIO) || e.raw_os_error() == Some(libc::EACCES) => {}
+        Err(e)
+            if e.raw_os_error() == Some(libc::ENXIO) || e.raw_os_error() == Some(libc::EACCES) => {}
         Err(e) => return Err(SysError::new("create /dev/console", e)),
     }
-    mount(Some(pts), console, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-        .step(|| format!("bind {} on /dev/console", pts.display()))
+    mount(
+        Some(pts),
+        console,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .step(|| format!("bind {} on /dev/console", pts.display()))
 }
 
 #[cfg(test)]

@@ -49,7 +49,14 @@ mod tests {
     fn parses_names_with_parens_and_spaces() {
         let t = "1234 (we (ird) name) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 200 18446744073709551615";
         let s = parse_stat(t).unwrap();
-        assert_eq!(s, Stat { state: 'S', ppid: 1, start_time: 98765 });
+        assert_eq!(
+            s,
+            Stat {
+                state: 'S',
+                ppid: 1,
+                start_time: 98765
+            }
+        );
     }
 
     #[test]

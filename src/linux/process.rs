@@ -109,11 +109,16 @@ pub fn switch_user(p: &ProcessPlan) -> Result<()> {
     let caps = p.capabilities.as_ref();
     if let Some(c) = caps {
         for cap in &c.drop_bounding {
-            caps::drop(None, CapSet::Bounding, *cap)
-                .map_err(|e| SysError::other(format!("drop {cap} from bounding set"), e.to_string()))?;
+            caps::drop(None, CapSet::Bounding, *cap).map_err(|e| {
+                SysError::other(format!("drop {cap} from bounding set"), e.to_string())
+            })?;
         }
     }
-    let groups: Vec<Gid> = p.additional_gids.iter().map(|g| Gid::from_raw(*g)).collect();
+    let groups: Vec<Gid> = p
+        .additional_gids
+        .iter()
+        .map(|g| Gid::from_raw(*g))
+        .collect();
     nix::unistd::setgroups(&groups).step(|| format!("setgroups {:?}", p.additional_gids))?;
     let keep = caps.is_some() && p.uid != 0;
     if keep {
@@ -211,9 +216,16 @@ mod tests {
         let sh = find_executable(c"sh", Some("/nonexistent:/bin:/usr/bin")).unwrap();
         assert!(sh.to_str().unwrap().ends_with("/sh"));
         let e = find_executable(c"no-such-prog-berth", Some("/bin")).unwrap_err();
-        assert_eq!(e.to_string(), "exec: \"no-such-prog-berth\": executable file not found in $PATH");
+        assert_eq!(
+            e.to_string(),
+            "exec: \"no-such-prog-berth\": executable file not found in $PATH"
+        );
         let e = find_executable(c"/no/such", None).unwrap_err();
-        assert!(e.to_string().starts_with("exec: \"/no/such\": stat /no/such: "), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("exec: \"/no/such\": stat /no/such: "),
+            "{e}"
+        );
         let f = std::env::temp_dir().join(format!("berth-noexec-{}", std::process::id()));
         std::fs::write(&f, "x").unwrap();
         std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();

@@ -6,21 +6,48 @@ use nix::sys::signal::Signal;
 pub fn parse(s: &str) -> Result<i32, String> {
     let bad = || format!("invalid signal {s:?}");
     if let Ok(n) = s.parse::<i32>() {
-        return if (1..=libc::SIGRTMAX()).contains(&n) { Ok(n) } else { Err(bad()) };
+        return if (1..=libc::SIGRTMAX()).contains(&n) {
+            Ok(n)
+        } else {
+            Err(bad())
+        };
     }
     let up = s.to_ascii_uppercase();
     let name = up.strip_prefix("SIG").unwrap_or(&up);
     if let Some(rt) = name.strip_prefix("RTMIN") {
-        let off: i32 = if rt.is_empty() { 0 } else { rt.strip_prefix('+').and_then(|n| n.parse().ok()).ok_or_else(bad)? };
+        let off: i32 = if rt.is_empty() {
+            0
+        } else {
+            rt.strip_prefix('+')
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(bad)?
+        };
         let n = libc::SIGRTMIN() + off;
-        return if n <= libc::SIGRTMAX() { Ok(n) } else { Err(bad()) };
+        return if n <= libc::SIGRTMAX() {
+            Ok(n)
+        } else {
+            Err(bad())
+        };
     }
     if let Some(rt) = name.strip_prefix("RTMAX") {
-        let off: i32 = if rt.is_empty() { 0 } else { rt.strip_prefix('-').and_then(|n| n.parse().ok()).ok_or_else(bad)? };
+        let off: i32 = if rt.is_empty() {
+            0
+        } else {
+            rt.strip_prefix('-')
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(bad)?
+        };
         let n = libc::SIGRTMAX() - off;
-        return if n >= libc::SIGRTMIN() { Ok(n) } else { Err(bad()) };
+        return if n >= libc::SIGRTMIN() {
+            Ok(n)
+        } else {
+            Err(bad())
+        };
     }
-    format!("SIG{name}").parse::<Signal>().map(|s| s as i32).map_err(|_| bad())
+    format!("SIG{name}")
+        .parse::<Signal>()
+        .map(|s| s as i32)
+        .map_err(|_| bad())
 }
 
 #[cfg(test)]

@@ -214,7 +214,10 @@ pub(crate) fn spawn(
             if failed.is_empty() {
                 Err(e)
             } else {
-                Err(Error::Invalid(format!("{e} (and rollback failed: {})", failed.join("; "))))
+                Err(Error::Invalid(format!(
+                    "{e} (and rollback failed: {})",
+                    failed.join("; ")
+                )))
             }
         }
     }
@@ -253,8 +256,12 @@ fn spawn_steps(
                 .step(|| format!("create {}", fifo.display()))?;
             // Opened for reading before the init exists, so `start` can detect a dead init
             // (ENXIO) and the init's poll waits for the first write.
-            let fd = nix::fcntl::open(&fifo, OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, FileMode::empty())
-                .step(|| format!("open {}", fifo.display()))?;
+            let fd = nix::fcntl::open(
+                &fifo,
+                OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+                FileMode::empty(),
+            )
+            .step(|| format!("open {}", fifo.display()))?;
             StartSignal::Fifo(fd)
         }
         Mode::Run => StartSignal::Channel,

@@ -72,7 +72,11 @@ fn wait_gone(rec: &Record) -> Result<()> {
     let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
     match poll(&mut fds, PollTimeout::from(10_000u16)) {
         Ok(n) if n > 0 => Ok(()),
-        Ok(_) => Err(SysError::other(format!("kill {}", rec.pid), "process did not exit within 10s").into()),
+        Ok(_) => Err(SysError::other(
+            format!("kill {}", rec.pid),
+            "process did not exit within 10s",
+        )
+        .into()),
         Err(e) => Err(SysError::new("wait for container init", e).into()),
     }
 }

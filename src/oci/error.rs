@@ -12,7 +12,9 @@ pub enum Error {
     NotFound(String),
     #[error("container {0:?} already exists")]
     AlreadyExists(String),
-    #[error("invalid container id {0:?}: use letters, digits, '_', '-', '+', '.' (not only dots), at most 1024 bytes")]
+    #[error(
+        "invalid container id {0:?}: use letters, digits, '_', '-', '+', '.' (not only dots), at most 1024 bytes"
+    )]
     InvalidId(String),
     /// A bad config.json or process.json field.
     #[error("{file}: {err}")]

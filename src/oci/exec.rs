@@ -86,7 +86,11 @@ pub fn exec(store: &Store, id: &str, opts: &ExecOptions) -> Result<(Outcome, Vec
         (None, true) => Some(TerminalTo::Parent),
         (_, false) => None,
     };
-    let fg = if opts.detach { None } else { Some(Foreground::block()?) };
+    let fg = if opts.detach {
+        None
+    } else {
+        Some(Foreground::block()?)
+    };
     let (parent, child) = Channel::pair()?;
     let wait_go = cgroup_fd.is_none();
     let forked = sys::fork_with_flags(0, cgroup_fd.as_ref().map(|f| f.as_fd()))
@@ -124,7 +128,12 @@ pub fn exec(store: &Store, id: &str, opts: &ExecOptions) -> Result<(Outcome, Vec
     drop(locked);
     match fg {
         None => Ok((Outcome::Detached { pid }, warnings)),
-        Some(fg) => Ok((Outcome::Exited { code: fg.wait(pid, tty)? }, warnings)),
+        Some(fg) => Ok((
+            Outcome::Exited {
+                code: fg.wait(pid, tty)?,
+            },
+            warnings,
+        )),
     }
 }
 

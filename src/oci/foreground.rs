@@ -45,7 +45,8 @@ impl Foreground {
         set.add(Signal::SIGCHLD);
         set.add(Signal::SIGWINCH);
         let mut old = SigSet::empty();
-        sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old)).step(|| "block signals".into())?;
+        sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old))
+            .step(|| "block signals".into())?;
         let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
             .step(|| "create signalfd".into())?;
         Ok(Foreground { sfd, old })
@@ -80,8 +81,11 @@ impl Foreground {
                     .and_then(|f| f.revents())
                     .is_some_and(|r| !r.is_empty())
             };
-            let (sig_ready, master_ready, stdin_ready) =
-                (ready(0), master_open && ready(1), stdin_open && ready(stdin_slot));
+            let (sig_ready, master_ready, stdin_ready) = (
+                ready(0),
+                master_open && ready(1),
+                stdin_open && ready(stdin_slot),
+            );
             drop(fds);
             if master_ready {
                 if let Some(m) = &tty {
@@ -127,7 +131,9 @@ impl Drop for Foreground {
 fn readable(fd: BorrowedFd<'_>) -> bool {
     let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
     matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
-        && fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLIN))
+        && fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLIN))
 }
 
 fn resize(from: BorrowedFd<'_>, to: BorrowedFd<'_>) {

@@ -106,7 +106,12 @@ fn wait_for_start(io: &InitIo) -> Result<()> {
             let mut b = [0u8; 1];
             match nix::unistd::read(fd.as_fd(), &mut b) {
                 Ok(1) => return Ok(()),
-                Ok(_) => return Err(SysError::other("wait on exec fifo", "closed without a start")),
+                Ok(_) => {
+                    return Err(SysError::other(
+                        "wait on exec fifo",
+                        "closed without a start",
+                    ));
+                }
                 Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(SysError::new("read exec fifo", e)),
             }
@@ -123,14 +128,15 @@ fn setup(plan: &Plan, io: &InitIo) -> Result<Prepared> {
         nix::sched::setns(fd, *flag).step(|| format!("join {} namespace", ns_label(*flag)))?;
     }
     if plan.namespaces.unshare_cgroup {
-        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).step(|| "create cgroup namespace".into())?;
+        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
+            .step(|| "create cgroup namespace".into())?;
     }
     if io.new_keyring {
         if let Err(e) = sys::join_new_session_keyring() {
             // keyrings can be unavailable (disabled, or exhausted quota): not fatal for runc either
-            let _ = io
-                .channel
-                .send(&Msg::Warning(format!("new session keyring not created: {e}")));
+            let _ = io.channel.send(&Msg::Warning(format!(
+                "new session keyring not created: {e}"
+            )));
         }
     }
     // Modes of what we create (mount points, device nodes) must be exactly as asked.
@@ -194,7 +200,9 @@ pub(crate) fn setup_terminal(io: &InitIo, p: &ProcessPlan, console: bool) -> Res
         Some(TerminalTo::Socket(sock)) => {
             crate::linux::channel::send_fd(sock.as_fd(), pty.master.as_fd(), name.as_bytes())?
         }
-        Some(TerminalTo::Parent) | None => io.channel.send_with_fd(&Msg::Terminal, pty.master.as_fd())?,
+        Some(TerminalTo::Parent) | None => io
+            .channel
+            .send_with_fd(&Msg::Terminal, pty.master.as_fd())?,
     }
     drop(pty.master);
     if console {

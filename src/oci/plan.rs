@@ -109,9 +109,15 @@ fn clean(p: &Path) -> PathBuf {
 /// Build the plan for a container.
 pub fn build(spec: &Spec, input: &Input<'_>) -> R<Plan> {
     if !spec.version().starts_with("1.") {
-        return err("ociVersion", format!("{:?} is not a 1.x runtime-spec version", spec.version()));
+        return err(
+            "ociVersion",
+            format!("{:?} is not a 1.x runtime-spec version", spec.version()),
+        );
     }
-    let root = spec.root().as_ref().ok_or_else(|| SpecError::new("root", "required"))?;
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| SpecError::new("root", "required"))?;
     let rootfs = if root.path().is_absolute() {
         root.path().clone()
     } else {
@@ -133,7 +139,10 @@ pub fn build(spec: &Spec, input: &Input<'_>) -> R<Plan> {
         return err("hostname", "setting a hostname needs a new uts namespace");
     }
     if spec.domainname().as_deref().is_some_and(|h| !h.is_empty()) && !new_uts {
-        return err("domainname", "setting a domainname needs a new uts namespace");
+        return err(
+            "domainname",
+            "setting a domainname needs a new uts namespace",
+        );
     }
 
     let cgroups_path = match linux.cgroups_path() {
@@ -141,7 +150,11 @@ pub fn build(spec: &Spec, input: &Input<'_>) -> R<Plan> {
             if p.components().any(|c| c == Component::ParentDir) {
                 return err("linux.cgroupsPath", "must not contain '..'");
             }
-            if p.is_absolute() { clean(p) } else { clean(p).strip_prefix("/").unwrap().to_path_buf() }
+            if p.is_absolute() {
+                clean(p)
+            } else {
+                clean(p).strip_prefix("/").unwrap().to_path_buf()
+            }
         }
         // runc's default: the container id, relative to berth's own cgroup
         _ => PathBuf::from(input.id),
@@ -156,7 +169,9 @@ pub fn build(spec: &Spec, input: &Input<'_>) -> R<Plan> {
             LinuxDeviceType::C | LinuxDeviceType::U => (SFlag::S_IFCHR, 'c'),
             LinuxDeviceType::B => (SFlag::S_IFBLK, 'b'),
             LinuxDeviceType::P => (SFlag::S_IFIFO, 'p'),
-            LinuxDeviceType::A => return err(format!("{field}.type"), "\"a\" is not a device node type"),
+            LinuxDeviceType::A => {
+                return err(format!("{field}.type"), "\"a\" is not a device node type");
+            }
         };
         if !d.path().is_absolute() {
             return err(format!("{field}.path"), "must be an absolute path");
@@ -234,19 +249,33 @@ pub fn build(spec: &Spec, input: &Input<'_>) -> R<Plan> {
     let (root_propagation, final_propagation) = match linux.rootfs_propagation().as_deref() {
         None | Some("") | Some("rslave") => (MsFlags::MS_SLAVE | MsFlags::MS_REC, None),
         Some("slave") => (MsFlags::MS_SLAVE | MsFlags::MS_REC, Some(MsFlags::MS_SLAVE)),
-        Some("private") => (MsFlags::MS_PRIVATE | MsFlags::MS_REC, Some(MsFlags::MS_PRIVATE)),
+        Some("private") => (
+            MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+            Some(MsFlags::MS_PRIVATE),
+        ),
         Some("rprivate") => (MsFlags::MS_PRIVATE | MsFlags::MS_REC, None),
-        Some("shared") => (MsFlags::MS_SLAVE | MsFlags::MS_REC, Some(MsFlags::MS_SHARED)),
+        Some("shared") => (
+            MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            Some(MsFlags::MS_SHARED),
+        ),
         Some("rshared") => (
             MsFlags::MS_SLAVE | MsFlags::MS_REC,
             Some(MsFlags::MS_SHARED | MsFlags::MS_REC),
         ),
-        Some("unbindable") => (MsFlags::MS_SLAVE | MsFlags::MS_REC, Some(MsFlags::MS_UNBINDABLE)),
+        Some("unbindable") => (
+            MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            Some(MsFlags::MS_UNBINDABLE),
+        ),
         Some("runbindable") => (
             MsFlags::MS_SLAVE | MsFlags::MS_REC,
             Some(MsFlags::MS_UNBINDABLE | MsFlags::MS_REC),
         ),
-        Some(other) => return err("linux.rootfsPropagation", format!("unknown propagation {other:?}")),
+        Some(other) => {
+            return err(
+                "linux.rootfsPropagation",
+                format!("unknown propagation {other:?}"),
+            );
+        }
     };
 
     let paths = |field: &str, list: &Option<Vec<String>>| -> R<Vec<PathBuf>> {
@@ -258,7 +287,10 @@ pub fn build(spec: &Spec, input: &Input<'_>) -> R<Plan> {
                 if p.starts_with('/') {
                     Ok(clean(Path::new(p)))
                 } else {
-                    err(format!("{field}[{i}]"), format!("{p:?} must be an absolute path"))
+                    err(
+                        format!("{field}[{i}]"),
+                        format!("{p:?} must be an absolute path"),
+                    )
                 }
             })
             .collect()
@@ -274,8 +306,14 @@ pub fn build(spec: &Spec, input: &Input<'_>) -> R<Plan> {
             let field = format!("linux.sysctl.{k}");
             let ipc = matches!(
                 k.as_str(),
-                "kernel.msgmax" | "kernel.msgmnb" | "kernel.msgmni" | "kernel.sem"
-                    | "kernel.shmall" | "kernel.shmmax" | "kernel.shmmni" | "kernel.shm_rmid_forced"
+                "kernel.msgmax"
+                    | "kernel.msgmnb"
+                    | "kernel.msgmni"
+                    | "kernel.sem"
+                    | "kernel.shmall"
+                    | "kernel.shmmax"
+                    | "kernel.shmmni"
+                    | "kernel.shm_rmid_forced"
             ) || k.starts_with("fs.mqueue.");
             let ok = if k.starts_with("net.") {
                 has("network")
@@ -284,10 +322,16 @@ pub fn build(spec: &Spec, input: &Input<'_>) -> R<Plan> {
             } else if k == "kernel.hostname" || k == "kernel.domainname" {
                 new_uts
             } else {
-                return err(field, "not a namespaced sysctl: refusing to change the host");
+                return err(
+                    field,
+                    "not a namespaced sysctl: refusing to change the host",
+                );
             };
             if !ok {
-                return err(field, "needs the container's own namespace for it (network, ipc or uts)");
+                return err(
+                    field,
+                    "needs the container's own namespace for it (network, ipc or uts)",
+                );
             }
             if k.contains("..") || k.contains('/') {
                 return err(field, "not a sysctl name");
@@ -364,7 +408,10 @@ fn namespaces(list: &[oci_spec::runtime::LinuxNamespace], layout: &Layout) -> R<
         let field = format!("linux.namespaces[{i}]");
         let t = n.typ();
         if !seen.insert(ns_name(t)) {
-            return err(format!("{field}.type"), format!("{} namespace listed twice", ns_name(t)));
+            return err(
+                format!("{field}.type"),
+                format!("{} namespace listed twice", ns_name(t)),
+            );
         }
         if matches!(t, LinuxNamespaceType::User | LinuxNamespaceType::Time) {
             return err(
@@ -396,7 +443,10 @@ fn namespaces(list: &[oci_spec::runtime::LinuxNamespace], layout: &Layout) -> R<
         }
     }
     if !seen.contains("mount") {
-        return err("linux.namespaces", "a mount namespace is required (berth never mounts in the host's)");
+        return err(
+            "linux.namespaces",
+            "a mount namespace is required (berth never mounts in the host's)",
+        );
     }
     Ok(ns)
 }
@@ -417,7 +467,10 @@ fn mount_entry(i: usize, m: &oci_spec::runtime::Mount, bundle: &Path) -> R<Entry
     } else if typ == "cgroup" || typ == "cgroup2" {
         Kind::Cgroup
     } else if typ.is_empty() || typ == "none" {
-        return err(format!("{field}.type"), "required unless options contain bind or rbind");
+        return err(
+            format!("{field}.type"),
+            "required unless options contain bind or rbind",
+        );
     } else {
         Kind::Fs(typ.to_string())
     };
@@ -489,7 +542,8 @@ fn capabilities(field: &str, c: &LinuxCapabilities) -> R<Capabilities> {
     let known = caps::runtime::procfs_all_supported(None)
         .unwrap_or_else(|_| caps::runtime::thread_all_supported());
     let keep = |s: &caps::CapsHashSet| s.intersection(&known).copied().collect();
-    let mut drop_bounding: Vec<caps::Capability> = known.difference(&caps.bounding).copied().collect();
+    let mut drop_bounding: Vec<caps::Capability> =
+        known.difference(&caps.bounding).copied().collect();
     drop_bounding.sort_by_key(|c| c.index());
     Ok(Capabilities {
         bounding: keep(&caps.bounding),
@@ -509,7 +563,10 @@ pub fn process_plan(p: &Process, field: &str) -> R<ProcessPlan> {
         return err(format!("{field}.args"), "must name the program to run");
     }
     if !p.cwd().is_absolute() {
-        return err(format!("{field}.cwd"), format!("{:?} must be an absolute path", p.cwd()));
+        return err(
+            format!("{field}.cwd"),
+            format!("{:?} must be an absolute path", p.cwd()),
+        );
     }
     let args = args
         .iter()
@@ -528,10 +585,16 @@ pub fn process_plan(p: &Process, field: &str) -> R<ProcessPlan> {
     for (i, r) in p.rlimits().as_deref().unwrap_or(&[]).iter().enumerate() {
         let name = r.typ().to_string();
         if rlimits.iter().any(|x| x.name == name) {
-            return err(format!("{field}.rlimits[{i}].type"), format!("{name} listed twice"));
+            return err(
+                format!("{field}.rlimits[{i}].type"),
+                format!("{name} listed twice"),
+            );
         }
         if r.soft() > r.hard() {
-            return err(format!("{field}.rlimits[{i}]"), format!("soft {} is above hard {}", r.soft(), r.hard()));
+            return err(
+                format!("{field}.rlimits[{i}]"),
+                format!("soft {} is above hard {}", r.soft(), r.hard()),
+            );
         }
         rlimits.push(Rlimit {
             resource: rlimit_resource(r.typ()),
@@ -547,16 +610,24 @@ pub fn process_plan(p: &Process, field: &str) -> R<ProcessPlan> {
         .transpose()?;
     if let Some(c) = &capabilities {
         if !c.effective.is_subset(&c.permitted) {
-            return err(format!("{field}.capabilities.effective"), "must be a subset of permitted");
+            return err(
+                format!("{field}.capabilities.effective"),
+                "must be a subset of permitted",
+            );
         }
     }
     if let Some(v) = p.oom_score_adj() {
         if !(-1000..=1000).contains(&v) {
-            return err(format!("{field}.oomScoreAdj"), format!("{v} is outside -1000..1000"));
+            return err(
+                format!("{field}.oomScoreAdj"),
+                format!("{v} is outside -1000..1000"),
+            );
         }
     }
     let user = p.user();
-    let console_size = p.console_size().map(|b| (b.height() as u16, b.width() as u16));
+    let console_size = p
+        .console_size()
+        .map(|b| (b.height() as u16, b.width() as u16));
     Ok(ProcessPlan {
         args,
         env,
@@ -651,13 +722,20 @@ mod tests {
             p.namespaces.clone_flags,
             CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS
         );
-        assert!(p.namespaces.unshare_cgroup, "v1: cgroupns after the cgroup join");
+        assert!(
+            p.namespaces.unshare_cgroup,
+            "v1: cgroupns after the cgroup join"
+        );
         assert_eq!(
             p.namespaces.join,
             vec![(CloneFlags::CLONE_NEWNET, PathBuf::from("/var/run/netns/x"))]
         );
         let p = plan(BASE, &v2()).unwrap();
-        assert!(p.namespaces.clone_flags.contains(CloneFlags::CLONE_NEWCGROUP));
+        assert!(
+            p.namespaces
+                .clone_flags
+                .contains(CloneFlags::CLONE_NEWCGROUP)
+        );
         assert!(!p.namespaces.unshare_cgroup);
     }
 
@@ -680,7 +758,13 @@ mod tests {
             Some(Path::new("/sys/fs/cgroup/memory/pods/c1"))
         );
         assert_eq!(p.cgroup.writes[0].file, "memory.limit_in_bytes");
-        let Some(CgroupMount::V1 { hierarchies, namespaced }) = &p.cgroup_mount else { panic!() };
+        let Some(CgroupMount::V1 {
+            hierarchies,
+            namespaced,
+        }) = &p.cgroup_mount
+        else {
+            panic!()
+        };
         assert!(namespaced);
         assert_eq!(hierarchies.len(), 2);
     }
@@ -696,18 +780,48 @@ mod tests {
     fn errors_name_the_field() {
         let cases = [
             (BASE.replace(r#"{"type": "uts"}, "#, ""), "hostname"),
-            (BASE.replace(r#"{"type": "mount"}, "#, ""), "linux.namespaces"),
-            (BASE.replace(r#"{"type": "pid"}"#, r#"{"type": "user"}"#), "linux.namespaces[0].type"),
-            (BASE.replace(r#"{"type": "uts"}"#, r#"{"type": "pid"}"#), "linux.namespaces[2].type"),
-            (BASE.replace(r#""args": ["sh"]"#, r#""args": []"#), "process.args"),
-            (BASE.replace(r#""cwd": "/""#, r#""cwd": "rel""#), "process.cwd"),
-            (BASE.replace(r#""type": "bind", "source": "data""#, r#""type": "bind""#), "mounts[2].source"),
+            (
+                BASE.replace(r#"{"type": "mount"}, "#, ""),
+                "linux.namespaces",
+            ),
+            (
+                BASE.replace(r#"{"type": "pid"}"#, r#"{"type": "user"}"#),
+                "linux.namespaces[0].type",
+            ),
+            (
+                BASE.replace(r#"{"type": "uts"}"#, r#"{"type": "pid"}"#),
+                "linux.namespaces[2].type",
+            ),
+            (
+                BASE.replace(r#""args": ["sh"]"#, r#""args": []"#),
+                "process.args",
+            ),
+            (
+                BASE.replace(r#""cwd": "/""#, r#""cwd": "rel""#),
+                "process.cwd",
+            ),
+            (
+                BASE.replace(r#""type": "bind", "source": "data""#, r#""type": "bind""#),
+                "mounts[2].source",
+            ),
             (BASE.replace(r#""type": "proc", "#, ""), "mounts[0].type"),
             (BASE.replace("1.0.2", "2.0.0"), "ociVersion"),
-            (BASE.replace("/pods/c1", "/pods/../../x"), "linux.cgroupsPath"),
-            (BASE.replace(r#""limit": 1048576"#, r#""limit": -2"#), "linux.resources.memory.limit"),
-            (BASE.replace(r#""soft": 10"#, r#""soft": 30"#), "process.rlimits[0]"),
-            (BASE.replace(r#""options": ["ro"]"#, r#""options": ["tmpcopyup"]"#), "mounts[2].options"),
+            (
+                BASE.replace("/pods/c1", "/pods/../../x"),
+                "linux.cgroupsPath",
+            ),
+            (
+                BASE.replace(r#""limit": 1048576"#, r#""limit": -2"#),
+                "linux.resources.memory.limit",
+            ),
+            (
+                BASE.replace(r#""soft": 10"#, r#""soft": 30"#),
+                "process.rlimits[0]",
+            ),
+            (
+                BASE.replace(r#""options": ["ro"]"#, r#""options": ["tmpcopyup"]"#),
+                "mounts[2].options",
+            ),
         ];
         for (json, field) in cases {
             let e = plan(&json, &v1()).unwrap_err();
@@ -717,17 +831,41 @@ mod tests {
 
     #[test]
     fn sysctls_must_be_namespaced() {
-        let with = |k: &str| BASE.replace(r#""cgroupsPath""#, &format!(r#""sysctl": {{"{k}": "1"}}, "cgroupsPath""#));
+        let with = |k: &str| {
+            BASE.replace(
+                r#""cgroupsPath""#,
+                &format!(r#""sysctl": {{"{k}": "1"}}, "cgroupsPath""#),
+            )
+        };
         let p = plan(&with("net.ipv4.ip_forward"), &v1()).unwrap();
-        assert_eq!(p.sysctls, vec![(PathBuf::from("/proc/sys/net/ipv4/ip_forward"), "1".into())]);
-        assert_eq!(plan(&with("vm.swappiness"), &v1()).unwrap_err().field, "linux.sysctl.vm.swappiness");
-        assert_eq!(plan(&with("kernel.shmmax"), &v1()).unwrap_err().field, "linux.sysctl.kernel.shmmax");
+        assert_eq!(
+            p.sysctls,
+            vec![(PathBuf::from("/proc/sys/net/ipv4/ip_forward"), "1".into())]
+        );
+        assert_eq!(
+            plan(&with("vm.swappiness"), &v1()).unwrap_err().field,
+            "linux.sysctl.vm.swappiness"
+        );
+        assert_eq!(
+            plan(&with("kernel.shmmax"), &v1()).unwrap_err().field,
+            "linux.sysctl.kernel.shmmax"
+        );
     }
 
     #[test]
     fn rootfs_propagation() {
-        let p = plan(&BASE.replace(r#""cgroupsPath""#, r#""rootfsPropagation": "rshared", "cgroupsPath""#), &v1()).unwrap();
+        let p = plan(
+            &BASE.replace(
+                r#""cgroupsPath""#,
+                r#""rootfsPropagation": "rshared", "cgroupsPath""#,
+            ),
+            &v1(),
+        )
+        .unwrap();
         assert_eq!(p.root_propagation, MsFlags::MS_SLAVE | MsFlags::MS_REC);
-        assert_eq!(p.final_propagation, Some(MsFlags::MS_SHARED | MsFlags::MS_REC));
+        assert_eq!(
+            p.final_propagation,
+            Some(MsFlags::MS_SHARED | MsFlags::MS_REC)
+        );
     }
 }

@@ -12,15 +12,15 @@ const FIELD: &str = "linux.resources";
 const DEFAULT_ALLOWED: &[&str] = &[
     "c *:* m",
     "b *:* m",
-    "c 1:3 rwm",   // null
-    "c 1:5 rwm",   // zero
-    "c 1:7 rwm",   // full
-    "c 1:8 rwm",   // random
-    "c 1:9 rwm",   // urandom
-    "c 5:0 rwm",   // tty
-    "c 5:1 rwm",   // console
-    "c 5:2 rwm",   // ptmx
-    "c 136:* rwm", // pts
+    "c 1:3 rwm",    // null
+    "c 1:5 rwm",    // zero
+    "c 1:7 rwm",    // full
+    "c 1:8 rwm",    // random
+    "c 1:9 rwm",    // urandom
+    "c 5:0 rwm",    // tty
+    "c 5:1 rwm",    // console
+    "c 5:2 rwm",    // ptmx
+    "c 136:* rwm",  // pts
     "c 10:200 rwm", // net/tun
 ];
 
@@ -35,8 +35,16 @@ pub fn writes(
     memory(res, v2, &mut w)?;
     cpu(res, v2, &mut w)?;
     if let Some(p) = res.pids() {
-        let v = if p.limit() > 0 { p.limit().to_string() } else { "max".into() };
-        w.push(if v2 { Write::v2("pids.max", v) } else { Write::v1("pids", "pids.max", v) });
+        let v = if p.limit() > 0 {
+            p.limit().to_string()
+        } else {
+            "max".into()
+        };
+        w.push(if v2 {
+            Write::v2("pids.max", v)
+        } else {
+            Write::v1("pids", "pids.max", v)
+        });
     }
     if let Some(devs) = res.devices() {
         if !devs.is_empty() {
@@ -47,28 +55,43 @@ pub fn writes(
                 ));
             }
             for (i, d) in devs.iter().enumerate() {
-                let rule = device_rule(d).map_err(|m| SpecError::new(format!("{FIELD}.devices[{i}]"), m))?;
-                let file = if d.allow() { "devices.allow" } else { "devices.deny" };
+                let rule = device_rule(d)
+                    .map_err(|m| SpecError::new(format!("{FIELD}.devices[{i}]"), m))?;
+                let file = if d.allow() {
+                    "devices.allow"
+                } else {
+                    "devices.deny"
+                };
                 w.push(Write::v1("devices", file, rule));
             }
             for rule in DEFAULT_ALLOWED {
                 w.push(Write::v1("devices", "devices.allow", rule));
             }
             for (t, major, minor) in extra_devices {
-                w.push(Write::v1("devices", "devices.allow", format!("{t} {major}:{minor} rwm")));
+                w.push(Write::v1(
+                    "devices",
+                    "devices.allow",
+                    format!("{t} {major}:{minor} rwm"),
+                ));
             }
         }
     }
     if let Some(u) = res.unified() {
         if !u.is_empty() {
             if !v2 {
-                return Err(SpecError::new(format!("{FIELD}.unified"), "needs a cgroup v2 host"));
+                return Err(SpecError::new(
+                    format!("{FIELD}.unified"),
+                    "needs a cgroup v2 host",
+                ));
             }
             let mut keys: Vec<_> = u.iter().collect();
             keys.sort();
             for (k, v) in keys {
                 if k.contains('/') || k.starts_with('.') || !k.contains('.') {
-                    return Err(SpecError::new(format!("{FIELD}.unified.{k}"), "not a cgroup file name"));
+                    return Err(SpecError::new(
+                        format!("{FIELD}.unified.{k}"),
+                        "not a cgroup file name",
+                    ));
                 }
                 w.push(Write::v2(k, v));
             }
@@ -96,7 +119,11 @@ fn device_rule(d: &LinuxDeviceCgroup) -> Result<String, String> {
     if t == 'a' {
         return Ok("a".into());
     }
-    Ok(format!("{t} {}:{} {access}", num(d.major()), num(d.minor())))
+    Ok(format!(
+        "{t} {}:{} {access}",
+        num(d.major()),
+        num(d.minor())
+    ))
 }
 
 fn memory(res: &LinuxResources, v2: bool, w: &mut Vec<Write>) -> Result<(), SpecError> {
@@ -104,15 +131,27 @@ fn memory(res: &LinuxResources, v2: bool, w: &mut Vec<Write>) -> Result<(), Spec
     let f = |k: &str| format!("{FIELD}.memory.{k}");
     let check = |k: &str, v: i64| {
         if v < -1 || v == 0 && k == "limit" {
-            Err(SpecError::new(f(k), format!("{v} is not a valid size (bytes, or -1 for unlimited)")))
+            Err(SpecError::new(
+                f(k),
+                format!("{v} is not a valid size (bytes, or -1 for unlimited)"),
+            ))
         } else {
             Ok(v)
         }
     };
     let limit = m.limit().map(|v| check("limit", v)).transpose()?;
-    let reservation = m.reservation().map(|v| check("reservation", v)).transpose()?;
+    let reservation = m
+        .reservation()
+        .map(|v| check("reservation", v))
+        .transpose()?;
     let swap = m.swap().map(|v| check("swap", v)).transpose()?;
-    let max = |v: i64| if v == -1 { "max".to_string() } else { v.to_string() };
+    let max = |v: i64| {
+        if v == -1 {
+            "max".to_string()
+        } else {
+            v.to_string()
+        }
+    };
     if v2 {
         if let Some(l) = limit {
             w.push(Write::v2("memory.max", max(l)));
@@ -129,16 +168,25 @@ fn memory(res: &LinuxResources, v2: bool, w: &mut Vec<Write>) -> Result<(), Spec
                     return Err(SpecError::new(f("swap"), "needs memory.limit on cgroup v2"));
                 }
                 (s, Some(l)) => {
-                    return Err(SpecError::new(f("swap"), format!("{s} is below memory.limit {l}")));
+                    return Err(SpecError::new(
+                        f("swap"),
+                        format!("{s} is below memory.limit {l}"),
+                    ));
                 }
             };
             w.push(Write::v2("memory.swap.max", v));
         }
         if m.swappiness().is_some() {
-            return Err(SpecError::new(f("swappiness"), "has no cgroup v2 equivalent"));
+            return Err(SpecError::new(
+                f("swappiness"),
+                "has no cgroup v2 equivalent",
+            ));
         }
         if m.disable_oom_killer().unwrap_or(false) {
-            return Err(SpecError::new(f("disableOOMKiller"), "has no cgroup v2 equivalent"));
+            return Err(SpecError::new(
+                f("disableOOMKiller"),
+                "has no cgroup v2 equivalent",
+            ));
         }
     } else {
         if let Some(l) = limit {
@@ -150,14 +198,20 @@ fn memory(res: &LinuxResources, v2: bool, w: &mut Vec<Write>) -> Result<(), Spec
         if let Some(s) = swap {
             if let (Some(l), true) = (limit, s != -1) {
                 if l != -1 && s < l {
-                    return Err(SpecError::new(f("swap"), format!("{s} is below memory.limit {l}")));
+                    return Err(SpecError::new(
+                        f("swap"),
+                        format!("{s} is below memory.limit {l}"),
+                    ));
                 }
             }
             w.push(Write::v1("memory", "memory.memsw.limit_in_bytes", s));
         }
         if let Some(sw) = m.swappiness() {
             if sw > 100 {
-                return Err(SpecError::new(f("swappiness"), format!("{sw} is above 100")));
+                return Err(SpecError::new(
+                    f("swappiness"),
+                    format!("{sw} is above 100"),
+                ));
             }
             w.push(Write::v1("memory", "memory.swappiness", sw));
         }
@@ -181,7 +235,10 @@ fn cpu(res: &LinuxResources, v2: bool, w: &mut Vec<Write>) -> Result<(), SpecErr
     let f = |k: &str| format!("{FIELD}.cpu.{k}");
     if let Some(s) = c.shares() {
         if s != 0 && !(2..=262_144).contains(&s) {
-            return Err(SpecError::new(f("shares"), format!("{s} is outside 2..262144")));
+            return Err(SpecError::new(
+                f("shares"),
+                format!("{s} is outside 2..262144"),
+            ));
         }
         if s != 0 {
             w.push(if v2 {
@@ -193,12 +250,18 @@ fn cpu(res: &LinuxResources, v2: bool, w: &mut Vec<Write>) -> Result<(), SpecErr
     }
     if let Some(p) = c.period() {
         if !(1000..=1_000_000).contains(&p) {
-            return Err(SpecError::new(f("period"), format!("{p} is outside 1000..1000000 µs")));
+            return Err(SpecError::new(
+                f("period"),
+                format!("{p} is outside 1000..1000000 µs"),
+            ));
         }
     }
     if let Some(q) = c.quota() {
         if q != -1 && q < 1000 {
-            return Err(SpecError::new(f("quota"), format!("{q} is below 1000 µs (or -1)")));
+            return Err(SpecError::new(
+                f("quota"),
+                format!("{q} is below 1000 µs (or -1)"),
+            ));
         }
     }
     if v2 {
@@ -222,11 +285,25 @@ fn cpu(res: &LinuxResources, v2: bool, w: &mut Vec<Write>) -> Result<(), SpecErr
     for (name, val) in [("cpus", c.cpus()), ("mems", c.mems())] {
         if let Some(v) = val {
             if !v.is_empty() {
-                if !v.chars().all(|ch| ch.is_ascii_digit() || ch == ',' || ch == '-') {
-                    return Err(SpecError::new(f(name), format!("{v:?} is not a list like 0-2,4")));
+                if !v
+                    .chars()
+                    .all(|ch| ch.is_ascii_digit() || ch == ',' || ch == '-')
+                {
+                    return Err(SpecError::new(
+                        f(name),
+                        format!("{v:?} is not a list like 0-2,4"),
+                    ));
                 }
-                let file = if name == "cpus" { "cpuset.cpus" } else { "cpuset.mems" };
-                w.push(if v2 { Write::v2(file, v) } else { Write::v1("cpuset", file, v) });
+                let file = if name == "cpus" {
+                    "cpuset.cpus"
+                } else {
+                    "cpuset.mems"
+                };
+                w.push(if v2 {
+                    Write::v2(file, v)
+                } else {
+                    Write::v1("cpuset", file, v)
+                });
             }
         }
     }
@@ -243,9 +320,14 @@ mod tests {
 
     #[test]
     fn v1_memory_cpu_pids() {
-        let r = res(r#"{"memory":{"limit":104857600,"reservation":52428800},"cpu":{"shares":512,"quota":50000,"period":100000,"cpus":"0"},"pids":{"limit":64}}"#);
+        let r = res(
+            r#"{"memory":{"limit":104857600,"reservation":52428800},"cpu":{"shares":512,"quota":50000,"period":100000,"cpus":"0"},"pids":{"limit":64}}"#,
+        );
         let w = writes(&r, false, &[]).unwrap();
-        let got: Vec<(String, String)> = w.iter().map(|w| (w.file.clone(), w.value.clone())).collect();
+        let got: Vec<(String, String)> = w
+            .iter()
+            .map(|w| (w.file.clone(), w.value.clone()))
+            .collect();
         let want: Vec<(String, String)> = [
             ("memory.limit_in_bytes", "104857600"),
             ("memory.soft_limit_in_bytes", "52428800"),
@@ -263,9 +345,14 @@ mod tests {
 
     #[test]
     fn v2_conversions() {
-        let r = res(r#"{"memory":{"limit":1000000,"swap":3000000},"cpu":{"shares":1024,"quota":-1},"pids":{"limit":0}}"#);
+        let r = res(
+            r#"{"memory":{"limit":1000000,"swap":3000000},"cpu":{"shares":1024,"quota":-1},"pids":{"limit":0}}"#,
+        );
         let w = writes(&r, true, &[]).unwrap();
-        let got: Vec<(&str, &str)> = w.iter().map(|w| (w.file.as_str(), w.value.as_str())).collect();
+        let got: Vec<(&str, &str)> = w
+            .iter()
+            .map(|w| (w.file.as_str(), w.value.as_str()))
+            .collect();
         assert_eq!(
             got,
             vec![
@@ -284,14 +371,27 @@ mod tests {
         assert_eq!(e.field, "linux.resources.memory.limit");
         let e = writes(&res(r#"{"cpu":{"cpus":"zero"}}"#), true, &[]).unwrap_err();
         assert_eq!(e.field, "linux.resources.cpu.cpus");
-        let e = writes(&res(r#"{"devices":[{"allow":false,"access":"rwm"}]}"#), true, &[]).unwrap_err();
+        let e = writes(
+            &res(r#"{"devices":[{"allow":false,"access":"rwm"}]}"#),
+            true,
+            &[],
+        )
+        .unwrap_err();
         assert_eq!(e.field, "linux.resources.devices");
     }
 
     #[test]
     fn v1_device_rules_keep_defaults_usable() {
-        let w = writes(&res(r#"{"devices":[{"allow":false,"access":"rwm"}]}"#), false, &[('c', 10, 229)]).unwrap();
-        assert_eq!((w[0].file.as_str(), w[0].value.as_str()), ("devices.deny", "a"));
+        let w = writes(
+            &res(r#"{"devices":[{"allow":false,"access":"rwm"}]}"#),
+            false,
+            &[('c', 10, 229)],
+        )
+        .unwrap();
+        assert_eq!(
+            (w[0].file.as_str(), w[0].value.as_str()),
+            ("devices.deny", "a")
+        );
         assert!(w.iter().any(|w| w.value == "c 1:3 rwm"));
         assert_eq!(w.last().unwrap().value, "c 10:229 rwm");
     }

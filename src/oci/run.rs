@@ -35,7 +35,11 @@ pub fn run(store: &Store, id: &str, opts: &RunOptions) -> Result<(Outcome, Vec<S
         ));
     }
     // Before the clone, so no signal meant for the container is lost.
-    let fg = if opts.detach { None } else { Some(Foreground::block()?) };
+    let fg = if opts.detach {
+        None
+    } else {
+        Some(Foreground::block()?)
+    };
     let s = spawn(store, id, &opts.create, &plan, &layout, Mode::Run)?;
     s.channel.send(&Msg::Go)?;
     // The init's end of the channel closes on a successful exec; a failed one reports.

@@ -54,11 +54,25 @@ pub const FIELDS: &[(&str, Support)] = &[
     ("root.readonly", Support::Yes),
     ("mounts", Support::Yes),
     ("mounts[].destination", Support::Yes),
-    ("mounts[].type", Support::Partly("bind, cgroup and any filesystem type the kernel knows")),
+    (
+        "mounts[].type",
+        Support::Partly("bind, cgroup and any filesystem type the kernel knows"),
+    ),
     ("mounts[].source", Support::Yes),
-    ("mounts[].options", Support::Partly("all mount(8) flags, propagation flags, r* recursive flags; tmpcopyup and idmap are refused")),
-    ("mounts[].uidMappings", Support::No("idmapped mounts are not supported yet")),
-    ("mounts[].gidMappings", Support::No("idmapped mounts are not supported yet")),
+    (
+        "mounts[].options",
+        Support::Partly(
+            "all mount(8) flags, propagation flags, r* recursive flags; tmpcopyup and idmap are refused",
+        ),
+    ),
+    (
+        "mounts[].uidMappings",
+        Support::No("idmapped mounts are not supported yet"),
+    ),
+    (
+        "mounts[].gidMappings",
+        Support::No("idmapped mounts are not supported yet"),
+    ),
     ("process", Support::Yes),
     ("process.terminal", Support::Yes),
     ("process.consoleSize", Support::Yes),
@@ -69,7 +83,10 @@ pub const FIELDS: &[(&str, Support)] = &[
     ("process.user.gid", Support::Yes),
     ("process.user.umask", Support::Yes),
     ("process.user.additionalGids", Support::Yes),
-    ("process.user.username", Support::Partly("Windows only; ignored on Linux")),
+    (
+        "process.user.username",
+        Support::Partly("Windows only; ignored on Linux"),
+    ),
     ("process.args", Support::Yes),
     ("process.commandLine", Support::No(NOT_LINUX)),
     ("process.env", Support::Yes),
@@ -80,13 +97,21 @@ pub const FIELDS: &[(&str, Support)] = &[
     ("process.capabilities.inheritable", Support::Yes),
     ("process.capabilities.permitted", Support::Yes),
     ("process.capabilities.ambient", Support::Yes),
-    ("process.rlimits", Support::Partly("a hard limit above the host's is clamped with a warning when berth lacks CAP_SYS_RESOURCE")),
+    (
+        "process.rlimits",
+        Support::Partly(
+            "a hard limit above the host's is clamped with a warning when berth lacks CAP_SYS_RESOURCE",
+        ),
+    ),
     ("process.rlimits[].type", Support::Yes),
     ("process.rlimits[].soft", Support::Yes),
     ("process.rlimits[].hard", Support::Yes),
     ("process.noNewPrivileges", Support::Yes),
     ("process.apparmorProfile", Support::No(LATER_HARDENING)),
-    ("process.oomScoreAdj", Support::Partly("a value the host forbids (no CAP_SYS_RESOURCE) is clamped with a warning")),
+    (
+        "process.oomScoreAdj",
+        Support::Partly("a value the host forbids (no CAP_SYS_RESOURCE) is clamped with a warning"),
+    ),
     ("process.selinuxLabel", Support::No(LATER_HARDENING)),
     ("process.ioPriority", Support::No(LATER_HARDENING)),
     ("process.scheduler", Support::No(LATER_HARDENING)),
@@ -97,11 +122,25 @@ pub const FIELDS: &[(&str, Support)] = &[
     ("annotations", Support::Map),
     ("linux", Support::Yes),
     ("linux.namespaces", Support::Yes),
-    ("linux.namespaces[].type", Support::Partly("pid, network, ipc, uts, mount (required), cgroup; user and time are not supported yet")),
+    (
+        "linux.namespaces[].type",
+        Support::Partly(
+            "pid, network, ipc, uts, mount (required), cgroup; user and time are not supported yet",
+        ),
+    ),
     ("linux.namespaces[].path", Support::Yes),
-    ("linux.uidMappings", Support::No("user namespaces are not supported yet")),
-    ("linux.gidMappings", Support::No("user namespaces are not supported yet")),
-    ("linux.timeOffsets", Support::No("time namespaces are not supported yet")),
+    (
+        "linux.uidMappings",
+        Support::No("user namespaces are not supported yet"),
+    ),
+    (
+        "linux.gidMappings",
+        Support::No("user namespaces are not supported yet"),
+    ),
+    (
+        "linux.timeOffsets",
+        Support::No("time namespaces are not supported yet"),
+    ),
     ("linux.devices", Support::Yes),
     ("linux.devices[].type", Support::Yes),
     ("linux.devices[].path", Support::Yes),
@@ -113,7 +152,10 @@ pub const FIELDS: &[(&str, Support)] = &[
     ("linux.netDevices", Support::No("not supported")),
     ("linux.cgroupsPath", Support::Yes),
     ("linux.resources", Support::Yes),
-    ("linux.resources.devices", Support::Partly("cgroup v1 only for now (v2 needs an eBPF program: hardening work)")),
+    (
+        "linux.resources.devices",
+        Support::Partly("cgroup v1 only for now (v2 needs an eBPF program: hardening work)"),
+    ),
     ("linux.resources.devices[].allow", Support::Yes),
     ("linux.resources.devices[].type", Support::Yes),
     ("linux.resources.devices[].major", Support::Yes),
@@ -122,33 +164,77 @@ pub const FIELDS: &[(&str, Support)] = &[
     ("linux.resources.memory", Support::Yes),
     ("linux.resources.memory.limit", Support::Yes),
     ("linux.resources.memory.reservation", Support::Yes),
-    ("linux.resources.memory.swap", Support::Partly("needs swap accounting (memory.memsw.* on v1, memory.swap.max on v2)")),
-    ("linux.resources.memory.kernel", Support::No("kernel memory limits are deprecated and not supported")),
-    ("linux.resources.memory.kernelTCP", Support::No("kernel memory limits are deprecated and not supported")),
-    ("linux.resources.memory.swappiness", Support::Partly("cgroup v1 only")),
-    ("linux.resources.memory.disableOOMKiller", Support::Partly("cgroup v1 only")),
-    ("linux.resources.memory.useHierarchy", Support::No("not supported")),
-    ("linux.resources.memory.checkBeforeUpdate", Support::No("not supported")),
+    (
+        "linux.resources.memory.swap",
+        Support::Partly("needs swap accounting (memory.memsw.* on v1, memory.swap.max on v2)"),
+    ),
+    (
+        "linux.resources.memory.kernel",
+        Support::No("kernel memory limits are deprecated and not supported"),
+    ),
+    (
+        "linux.resources.memory.kernelTCP",
+        Support::No("kernel memory limits are deprecated and not supported"),
+    ),
+    (
+        "linux.resources.memory.swappiness",
+        Support::Partly("cgroup v1 only"),
+    ),
+    (
+        "linux.resources.memory.disableOOMKiller",
+        Support::Partly("cgroup v1 only"),
+    ),
+    (
+        "linux.resources.memory.useHierarchy",
+        Support::No("not supported"),
+    ),
+    (
+        "linux.resources.memory.checkBeforeUpdate",
+        Support::No("not supported"),
+    ),
     ("linux.resources.cpu", Support::Yes),
-    ("linux.resources.cpu.shares", Support::Partly("converted to cpu.weight on cgroup v2")),
+    (
+        "linux.resources.cpu.shares",
+        Support::Partly("converted to cpu.weight on cgroup v2"),
+    ),
     ("linux.resources.cpu.quota", Support::Yes),
     ("linux.resources.cpu.period", Support::Yes),
     ("linux.resources.cpu.burst", Support::No(LATER_HARDENING)),
-    ("linux.resources.cpu.realtimeRuntime", Support::No("realtime cgroup scheduling is not supported")),
-    ("linux.resources.cpu.realtimePeriod", Support::No("realtime cgroup scheduling is not supported")),
+    (
+        "linux.resources.cpu.realtimeRuntime",
+        Support::No("realtime cgroup scheduling is not supported"),
+    ),
+    (
+        "linux.resources.cpu.realtimePeriod",
+        Support::No("realtime cgroup scheduling is not supported"),
+    ),
     ("linux.resources.cpu.cpus", Support::Yes),
     ("linux.resources.cpu.mems", Support::Yes),
     ("linux.resources.cpu.idle", Support::No(LATER_HARDENING)),
     ("linux.resources.pids", Support::Yes),
     ("linux.resources.pids.limit", Support::Yes),
     ("linux.resources.blockIO", Support::No(LATER_HARDENING)),
-    ("linux.resources.hugepageLimits", Support::No(LATER_HARDENING)),
-    ("linux.resources.network", Support::No("net_cls/net_prio are not supported")),
+    (
+        "linux.resources.hugepageLimits",
+        Support::No(LATER_HARDENING),
+    ),
+    (
+        "linux.resources.network",
+        Support::No("net_cls/net_prio are not supported"),
+    ),
     ("linux.resources.rdma", Support::No("not supported")),
-    ("linux.resources.unified", Support::Partly("cgroup v2 only; keys are file names in the container's cgroup")),
+    (
+        "linux.resources.unified",
+        Support::Partly("cgroup v2 only; keys are file names in the container's cgroup"),
+    ),
     ("linux.intelRdt", Support::No("not supported")),
     ("linux.memoryPolicy", Support::No("not supported")),
-    ("linux.sysctl", Support::Partly("namespaced sysctls only (net.* with a new network namespace, IPC ones with a new ipc namespace)")),
+    (
+        "linux.sysctl",
+        Support::Partly(
+            "namespaced sysctls only (net.* with a new network namespace, IPC ones with a new ipc namespace)",
+        ),
+    ),
     ("linux.seccomp", Support::No(LATER_HARDENING)),
     ("linux.rootfsPropagation", Support::Yes),
     ("linux.maskedPaths", Support::Yes),
@@ -162,10 +248,7 @@ pub const FIELDS: &[(&str, Support)] = &[
 ];
 
 fn lookup(pattern: &str) -> Option<Support> {
-    FIELDS
-        .iter()
-        .find(|(p, _)| *p == pattern)
-        .map(|(_, s)| *s)
+    FIELDS.iter().find(|(p, _)| *p == pattern).map(|(_, s)| *s)
 }
 
 /// True for a value that asks for nothing: `null`, `{}`, `[]`, `""`. An unsupported field set to
@@ -188,11 +271,7 @@ pub fn check_supported(doc: &Value) -> Result<(), SpecError> {
     walk(root, "", "")
 }
 
-fn walk(
-    obj: &serde_json::Map<String, Value>,
-    pattern: &str,
-    path: &str,
-) -> Result<(), SpecError> {
+fn walk(obj: &serde_json::Map<String, Value>, pattern: &str, path: &str) -> Result<(), SpecError> {
     for (key, value) in obj {
         let (p, shown) = if pattern.is_empty() {
             (key.clone(), key.clone())
@@ -230,7 +309,11 @@ pub fn parse(text: &str) -> Result<Spec, SpecError> {
     check_supported(&doc)?;
     serde_path_to_error::deserialize(doc).map_err(|e| {
         let field = e.path().to_string();
-        let field = if field == "." { "config.json".into() } else { field };
+        let field = if field == "." {
+            "config.json".into()
+        } else {
+            field
+        };
         SpecError::new(field, e.into_inner().to_string())
     })
 }
@@ -269,8 +352,10 @@ mod tests {
 
     #[test]
     fn unsupported_field_is_named() {
-        let err = parse(r#"{"ociVersion":"1.0.2","linux":{"seccomp":{"defaultAction":"SCMP_ACT_ALLOW"}}}"#)
-            .unwrap_err();
+        let err = parse(
+            r#"{"ociVersion":"1.0.2","linux":{"seccomp":{"defaultAction":"SCMP_ACT_ALLOW"}}}"#,
+        )
+        .unwrap_err();
         assert_eq!(err.field, "linux.seccomp");
     }
 
@@ -295,11 +380,14 @@ mod tests {
 
     #[test]
     fn type_errors_name_the_field() {
-        let err = parse(r#"{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"pid"},{"type":"bogus"}]}}"#)
-            .unwrap_err();
+        let err = parse(
+            r#"{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"pid"},{"type":"bogus"}]}}"#,
+        )
+        .unwrap_err();
         assert_eq!(err.field, "linux.namespaces[1].type");
-        let err = parse(r#"{"ociVersion":"1.0.2","process":{"cwd":"/","user":{"uid":"root","gid":0}}}"#)
-            .unwrap_err();
+        let err =
+            parse(r#"{"ociVersion":"1.0.2","process":{"cwd":"/","user":{"uid":"root","gid":0}}}"#)
+                .unwrap_err();
         assert_eq!(err.field, "process.user.uid");
     }
 
@@ -318,6 +406,9 @@ mod tests {
             std::fs::write(path, &want).unwrap();
         }
         let have = std::fs::read_to_string(path).unwrap_or_default();
-        assert!(have == want, "runtime-spec/SUPPORT.md is stale: run BERTH_BLESS=1 cargo test --lib support_md");
+        assert!(
+            have == want,
+            "runtime-spec/SUPPORT.md is stale: run BERTH_BLESS=1 cargo test --lib support_md"
+        );
     }
 }

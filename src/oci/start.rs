@@ -23,14 +23,21 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
     }
     let fifo = locked.dir.join(EXEC_FIFO);
     // Non-blocking: with no reader (the init died) this fails at once instead of hanging.
-    let fd = nix::fcntl::open(&fifo, OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|e| match e {
-            nix::errno::Errno::ENXIO => Error::Init("container init is not waiting to be started (it exited)".into()),
-            e => SysError::new(format!("open {}", fifo.display()), e).into(),
-        })?;
+    let fd = nix::fcntl::open(
+        &fifo,
+        OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| match e {
+        nix::errno::Errno::ENXIO => {
+            Error::Init("container init is not waiting to be started (it exited)".into())
+        }
+        e => SysError::new(format!("open {}", fifo.display()), e).into(),
+    })?;
     std::fs::File::from(fd)
         .write_all(b"0")
         .map_err(|e| SysError::new(format!("write {}", fifo.display()), e))?;
-    std::fs::remove_file(&fifo).map_err(|e| SysError::new(format!("remove {}", fifo.display()), e))?;
+    std::fs::remove_file(&fifo)
+        .map_err(|e| SysError::new(format!("remove {}", fifo.display()), e))?;
     Ok(())
 }

@@ -114,7 +114,11 @@ pub fn validate_id(id: &str) -> Result<()> {
         && id
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+' | '.'));
-    if ok { Ok(()) } else { Err(Error::InvalidId(id.to_string())) }
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidId(id.to_string()))
+    }
 }
 
 impl Store {
@@ -131,14 +135,17 @@ impl Store {
     fn lock_dir(id: &str, dir: &Path, arg: FlockArg) -> Result<Flock<OwnedFd>> {
         let fd = nix::fcntl::open(
             dir,
-            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::fcntl::OFlag::O_RDONLY
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
             nix::sys::stat::Mode::empty(),
         )
         .map_err(|e| match e {
             nix::errno::Errno::ENOENT => Error::NotFound(id.to_string()),
             e => SysError::new(format!("open state dir {}", dir.display()), e).into(),
         })?;
-        Flock::lock(fd, arg).map_err(|(_, e)| SysError::new(format!("lock {}", dir.display()), e).into())
+        Flock::lock(fd, arg)
+            .map_err(|(_, e)| SysError::new(format!("lock {}", dir.display()), e).into())
     }
 
     /// Claim a new container id: its directory is created and locked exclusively.
@@ -169,7 +176,11 @@ impl Store {
     pub fn open(&self, id: &str, exclusive: bool) -> Result<(Locked, Record)> {
         validate_id(id)?;
         let dir = self.root.join(id);
-        let arg = if exclusive { FlockArg::LockExclusive } else { FlockArg::LockShared };
+        let arg = if exclusive {
+            FlockArg::LockExclusive
+        } else {
+            FlockArg::LockShared
+        };
         let lock = Self::lock_dir(id, &dir, arg)?;
         let locked = Locked {
             id: id.to_string(),
@@ -253,7 +264,11 @@ impl Locked {
             oci_version: OCI_VERSION.to_string(),
             id: rec.id.clone(),
             status,
-            pid: if status == Status::Stopped { 0 } else { rec.pid },
+            pid: if status == Status::Stopped {
+                0
+            } else {
+                rec.pid
+            },
             bundle: rec.bundle.clone(),
             rootfs: rec.rootfs.clone(),
             created: rec.created.clone(),
@@ -271,7 +286,13 @@ impl Locked {
     /// Remove the container's directory (and so the container).
     pub fn remove(self) -> Result<()> {
         fs::remove_dir_all(&self.dir)
-            .or_else(|e| if e.kind() == ErrorKind::NotFound { Ok(()) } else { Err(e) })
+            .or_else(|e| {
+                if e.kind() == ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
             .map_err(|e| SysError::new(format!("remove {}", self.dir.display()), e).into())
     }
 }

@@ -50,7 +50,7 @@ static COUNTER: AtomicUsize = AtomicUsize::new(0);
 /// Which cgroup version this host runs.
 pub fn cgroup_v2() -> bool {
     nix::sys::statfs::statfs("/sys/fs/cgroup")
-        .map(|s| s.filesystem_type().0 as i64 == 0x6367_7270)
+        .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
         .unwrap_or(false)
 }
 
@@ -115,7 +115,9 @@ impl Ctr {
         let target = if parent.is_empty() {
             &mut self.config
         } else {
-            self.config.pointer_mut(parent).unwrap_or_else(|| panic!("no {parent}"))
+            self.config
+                .pointer_mut(parent)
+                .unwrap_or_else(|| panic!("no {parent}"))
         };
         target[key] = v;
         self.write_config();
@@ -142,7 +144,10 @@ impl Ctr {
     /// to close.
     pub fn berth_detached(&self, args: &[&str]) -> Output {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let (o, e) = (self.dir.join(format!("out.{n}")), self.dir.join(format!("err.{n}")));
+        let (o, e) = (
+            self.dir.join(format!("out.{n}")),
+            self.dir.join(format!("err.{n}")),
+        );
         let status = Command::new(BERTH)
             .arg("--root")
             .arg(&self.root)
@@ -204,7 +209,11 @@ impl Ctr {
         let b = self.bundle_arg();
         let p = pidfile.to_string_lossy().into_owned();
         self.ok_detached(&["create", "--bundle", &b, "--pid-file", &p, &self.id]);
-        fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap()
+        fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
     }
 
     /// create + start.
@@ -260,7 +269,9 @@ impl Ctr {
         let dir = if cgroup_v2() {
             PathBuf::from("/sys/fs/cgroup").join(self.cgroup.trim_start_matches('/'))
         } else {
-            PathBuf::from("/sys/fs/cgroup").join(controller).join(self.cgroup.trim_start_matches('/'))
+            PathBuf::from("/sys/fs/cgroup")
+                .join(controller)
+                .join(self.cgroup.trim_start_matches('/'))
         };
         fs::read_to_string(dir.join(file))
             .unwrap_or_else(|e| panic!("read {}/{file}: {e}", dir.display()))
@@ -271,7 +282,11 @@ impl Ctr {
     /// Assert that nothing of the container is left on the host: state, cgroups, processes,
     /// mounts.
     pub fn assert_gone(&self) {
-        assert!(!self.root.join(&self.id).exists(), "state dir of {} left behind", self.id);
+        assert!(
+            !self.root.join(&self.id).exists(),
+            "state dir of {} left behind",
+            self.id
+        );
         for d in self.cgroup_dirs() {
             assert!(!d.exists(), "cgroup {} left behind", d.display());
         }
@@ -320,7 +335,9 @@ pub fn processes_mentioning(needle: &str) -> Vec<i32> {
     let me = std::process::id() as i32;
     let mut out = Vec::new();
     for e in fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
         if pid == me {
             continue;
         }
@@ -328,7 +345,13 @@ pub fn processes_mentioning(needle: &str) -> Vec<i32> {
             if String::from_utf8_lossy(&c).contains(needle) {
                 // zombies are gone for our purposes once reaped; skip them
                 let stat = fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-                if !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z') {
+                if !stat
+                    .rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+                {
                     out.push(pid);
                 }
             }
