@@ -8,7 +8,7 @@ MUSL := x86_64-unknown-linux-musl
 RELEASE_BIN = $(shell if rustup target list --installed 2>/dev/null | grep -qx $(MUSL); then echo target/$(MUSL)/release/berth; else echo target/release/berth; fi)
 RELEASE_FLAGS = $(shell if rustup target list --installed 2>/dev/null | grep -qx $(MUSL); then echo --target $(MUSL); fi)
 ROOTFS := rootfs-fixtures/build/busybox
-DEBIAN_PACKAGES := busybox-static runc crun hyperfine jq qemu-system-x86 cpio procps iproute2 kmod util-linux
+DEBIAN_PACKAGES := busybox-static runc crun hyperfine jq qemu-system-x86 cpio procps iproute2 util-linux time binutils
 
 .PHONY: all setup build fixtures demo test lint unit-and-integration test-cgroupv2 bench clean
 
