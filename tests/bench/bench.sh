@@ -62,7 +62,7 @@ bench() {
     for rt in berth runc crun; do
         local cmd; cmd=$(rt_cmd $rt)
         local a=()
-        for x in "$@"; do a+=("${x//\{cmd\}/$cmd}"); done
+        for x in "$@"; do x=${x//\{cmd\}/$cmd}; a+=("${x//\{rt\}/$rt}"); done
         hyperfine -N -w 3 -r "$runs" --export-json "$json.$i" "${a[@]}" >/dev/null 2>"$json.err" ||
             { cat "$json.err" >&2; exit 1; }
         i=$((i + 1))
@@ -72,18 +72,16 @@ bench() {
 }
 
 printf "%-28s %9s %9s %9s %10s\n" "median (ms)" berth runc crun "berth/crun"
-bench "run /bin/true" "{cmd} run --bundle $B r"
-bench "create" --prepare "sh -c '{cmd} delete --force c >/dev/null 2>&1; true'" --cleanup "sh -c '{cmd} delete --force c >/dev/null 2>&1; true'" "{cmd} create --bundle $S c"
-bench "start" --prepare "sh -c '{cmd} delete --force c >/dev/null 2>&1; {cmd} create --bundle $S c'" "{cmd} start c"
-"$berth" --root "$work/state-berth" run -d --bundle "$S" st >/dev/null
-runc --root "$work/state-runc" run -d --bundle "$S" st >/dev/null
-crun --root "$work/state-crun" run -d --bundle "$S" st >/dev/null
-bench "state" "{cmd} state st"
-bench "kill" --prepare "sh -c '{cmd} delete --force c >/dev/null 2>&1; {cmd} run -d --bundle $S c'" "{cmd} kill c KILL"
-bench "delete (stopped)" --prepare "sh -c '{cmd} delete --force c >/dev/null 2>&1; {cmd} run -d --bundle $S c; {cmd} kill c KILL; sleep 0.02'" "{cmd} delete c"
-bench "delete --force (running)" --prepare "sh -c '{cmd} delete --force c >/dev/null 2>&1; {cmd} run -d --bundle $S c'" "{cmd} delete --force c"
-runs=$(( runs / 4 > 10 ? runs / 4 : 10 )) bench "run, after 0.3 s idle" --prepare "sleep 0.3" "{cmd} run --bundle $B r"
-for rt in berth runc crun; do $(rt_cmd $rt) delete --force st >/dev/null 2>&1 || true; done
+bench "run /bin/true" "{cmd} run --bundle $B {rt}-r"
+bench "create" --prepare "sh -c '{cmd} delete --force {rt}-c >/dev/null 2>&1; true'" --cleanup "sh -c '{cmd} delete --force {rt}-c >/dev/null 2>&1; true'" "{cmd} create --bundle $S {rt}-c"
+bench "start" --prepare "sh -c '{cmd} delete --force {rt}-c >/dev/null 2>&1; {cmd} create --bundle $S {rt}-c'" "{cmd} start {rt}-c"
+for rt in berth runc crun; do $(rt_cmd $rt) run -d --bundle "$S" $rt-st >/dev/null; done
+bench "state" "{cmd} state {rt}-st"
+bench "kill" --prepare "sh -c '{cmd} delete --force {rt}-c >/dev/null 2>&1; {cmd} run -d --bundle $S {rt}-c'" "{cmd} kill {rt}-c KILL"
+bench "delete (stopped)" --prepare "sh -c '{cmd} delete --force {rt}-c >/dev/null 2>&1; {cmd} run -d --bundle $S {rt}-c; {cmd} kill {rt}-c KILL; sleep 0.02'" "{cmd} delete {rt}-c"
+bench "delete --force (running)" --prepare "sh -c '{cmd} delete --force {rt}-c >/dev/null 2>&1; {cmd} run -d --bundle $S {rt}-c'" "{cmd} delete --force {rt}-c"
+runs=$(( runs / 4 > 10 ? runs / 4 : 10 )) bench "run, after 0.3 s idle" --prepare "sleep 0.3" "{cmd} run --bundle $B {rt}-r"
+for rt in berth runc crun; do $(rt_cmd $rt) delete --force $rt-st >/dev/null 2>&1 || true; done
 
 echo
 printf "%-28s %9s %9s %9s %10s\n" "50 containers (ms)" berth runc crun "berth/crun"
@@ -91,9 +89,9 @@ declare -A total
 for rt in berth runc crun; do
     cmd=$(rt_cmd $rt)
     start=$(date +%s%N)
-    for i in $(seq 50); do $cmd create --bundle "$S" "many$i" >/dev/null 2>&1 </dev/null; $cmd start "many$i"; done
+    for i in $(seq 50); do $cmd create --bundle "$S" "$rt-many$i" >/dev/null 2>&1 </dev/null; $cmd start "$rt-many$i"; done
     total[$rt]=$(( ($(date +%s%N) - start) / 1000 ))
-    for i in $(seq 50); do $cmd delete --force "many$i"; done
+    for i in $(seq 50); do $cmd delete --force "$rt-many$i"; done
 done
 printf "%-28s %9s %9s %9s %10s\n" "create+start, sequential" \
     "$(div "${total[berth]}" 1000)" "$(div "${total[runc]}" 1000)" "$(div "${total[crun]}" 1000)" \
@@ -104,7 +102,7 @@ printf "%-28s %9s %9s %9s %10s\n" "peak RSS (KiB)" berth runc crun "berth/crun"
 declare -A rss
 for rt in berth runc crun; do
     cmd=$(rt_cmd $rt)
-    rss[$rt]=$( { /usr/bin/time -f "%M" $cmd run --bundle "$B" rss >/dev/null; } 2>&1 | tail -1)
+    rss[$rt]=$( { /usr/bin/time -f "%M" $cmd run --bundle "$B" "$rt-rss" >/dev/null; } 2>&1 | tail -1)
 done
 printf "%-28s %9d %9d %9d %10s\n" "run /bin/true (runtime)" "${rss[berth]}" "${rss[runc]}" "${rss[crun]}" \
     "$(div "${rss[berth]}" "${rss[crun]}")"
