@@ -69,8 +69,9 @@ mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts /dev/shm
 mount -t devpts devpts /dev/pts
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
-mount -t tmpfs tmpfs /run
-mount -t tmpfs tmpfs /tmp
+# / is already a tmpfs; /run and /tmp stay plain directories of it (the checkout may live there)
+mkdir -p /run /tmp
+chmod 1777 /tmp
 ip link set lo up
 echo "BERTH-CGROUPV2: kernel $(uname -r), /sys/fs/cgroup is $(stat -f -c %T /sys/fs/cgroup), controllers: $(cat /sys/fs/cgroup/cgroup.controllers)"
 rc=0
