@@ -237,10 +237,15 @@ pub fn open_in_root(root: BorrowedFd<'_>, path: &Path, flags: OFlag) -> nix::Res
         .flags(flags | OFlag::O_CLOEXEC)
         .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
     let rel = relative(path);
-    if rel.as_os_str().is_empty() {
-        openat2(root, ".", how)
-    } else {
-        openat2(root, rel, how)
+    let rel: &Path = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
+    // The kernel answers EAGAIN when a ".." walk races with any mount or rename on the system
+    // (it cannot prove the walk stayed inside); openat2(2) says to retry.
+    let mut tries = 0;
+    loop {
+        match openat2(root, rel, how) {
+            Err(Errno::EAGAIN) if tries < 1000 => tries += 1,
+            other => return other,
+        }
     }
 }
 
