@@ -181,3 +181,59 @@ fn init_killed_during_setup_is_cleaned_up() {
         "{err}"
     );
 }
+
+#[test]
+fn a_killed_create_leaves_no_orphan_and_delete_cleans_up() {
+    // The init blocks in setup: /dev/console is a FIFO (no /dev tmpfs), which it opens to bind
+    // the terminal over it. Killing `berth create` then must take the half-built init with it.
+    let mut c = Ctr::from_config("killed-create", example("terminal.json"));
+    let ms: Vec<_> = c.config["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["destination"] != "/dev")
+        .cloned()
+        .collect();
+    c.set("/mounts", json!(ms));
+    let console = c.bundle.join("rootfs/dev/console");
+    let _ = fs::remove_file(&console);
+    nix::unistd::mkfifo(&console, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let sock = c.dir.join("console.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let mut child = std::process::Command::new(BERTH)
+        .args([
+            "--root",
+            c.root.to_str().unwrap(),
+            "create",
+            "--bundle",
+            &c.bundle_arg(),
+            "--console-socket",
+            sock.to_str().unwrap(),
+            &c.id,
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while processes_mentioning(&c.id).len() < 2 {
+        assert!(std::time::Instant::now() < end, "init never started");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200)); // the init reaches the FIFO
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !processes_mentioning(&c.id).is_empty() {
+        assert!(
+            std::time::Instant::now() < end,
+            "orphaned init survives: {:?}",
+            processes_mentioning(&c.id)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // what the killed create acquired is recorded: delete removes it all
+    assert_eq!(c.status(), "stopped");
+    c.ok(&["delete", &c.id]);
+    c.assert_gone();
+}

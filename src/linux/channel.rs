@@ -105,6 +105,16 @@ impl Channel {
         }
     }
 
+    /// True if the other end is closed (its process exited), checked without blocking.
+    pub fn peer_closed(&self) -> bool {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        let mut fds = [PollFd::new(self.0.as_fd(), PollFlags::empty())];
+        matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+            && fds[0]
+                .revents()
+                .is_some_and(|r| r.contains(PollFlags::POLLHUP))
+    }
+
     /// The underlying socket.
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.0.as_fd()
@@ -173,7 +183,9 @@ mod tests {
             a.send(&m).unwrap();
             assert_eq!(b.recv().unwrap(), Some(m));
         }
+        assert!(!b.peer_closed());
         drop(a);
+        assert!(b.peer_closed());
         assert_eq!(b.recv().unwrap(), None);
     }
 

@@ -237,7 +237,11 @@ pub fn open_in_root(root: BorrowedFd<'_>, path: &Path, flags: OFlag) -> nix::Res
         .flags(flags | OFlag::O_CLOEXEC)
         .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
     let rel = relative(path);
-    let rel: &Path = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
+    let rel: &Path = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
     // The kernel answers EAGAIN when a ".." walk races with any mount or rename on the system
     // (it cannot prove the walk stayed inside); openat2(2) says to retry.
     let mut tries = 0;

@@ -180,6 +180,13 @@ pub fn create(store: &Store, id: &str, opts: &CreateOptions) -> Result<Created> 
     if let Some(p) = &opts.pid_file {
         write_pid_file(p, s.pid)?; // on failure, `s` drops and its undo rolls back
     }
+    // Recorded: the init may now outlive us. Wait for its acknowledgement, or our exit would
+    // still kill it.
+    s.channel.send(&Msg::Go)?;
+    match s.channel.recv()? {
+        Some(Msg::Ready) => {}
+        _ => return Err(Error::Init("container init exited after setup".into())),
+    }
     let created = Created {
         pid: s.pid,
         warnings: s.warnings,
@@ -234,6 +241,22 @@ fn spawn_steps(
     mode: Mode,
 ) -> Result<Ready> {
     let dirs = &plan.cgroup.dirs;
+    // Recorded before anything is acquired (pid 0: no process yet), so that if this process is
+    // killed mid-create, `delete --force` still finds the cgroup to remove.
+    let mut record = Record {
+        version: STATE_VERSION,
+        id: locked.id.clone(),
+        pid: 0,
+        pid_start: 0,
+        bundle: plan.bundle.clone(),
+        rootfs: plan.rootfs.clone(),
+        created: humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string(),
+        annotations: plan.annotations.clone(),
+        cgroup: dirs.clone(),
+        cgroup_created: Vec::new(),
+        namespaces: plan.namespaces.kinds.clone(),
+    };
+    locked.write(&record)?;
     let created = cgroup::create(layout, dirs)?;
     undo.push(UndoStep::Cgroup(dirs.clone(), created.clone()));
     cgroup::apply(dirs, &plan.cgroup.writes)?;
@@ -306,22 +329,11 @@ fn spawn_steps(
         parent.send(&Msg::Go)?;
     }
     let (warnings, terminal) = wait_ready(&parent, pid)?;
-    let pid_start = proc::stat(pid)
+    record.pid_start = proc::stat(pid)
         .map(|s| s.start_time)
         .ok_or_else(|| Error::Init("container init exited right after setup".into()))?;
-    let record = Record {
-        version: STATE_VERSION,
-        id: locked.id.clone(),
-        pid,
-        pid_start,
-        bundle: plan.bundle.clone(),
-        rootfs: plan.rootfs.clone(),
-        created: humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string(),
-        annotations: plan.annotations.clone(),
-        cgroup: dirs.clone(),
-        cgroup_created: created,
-        namespaces: plan.namespaces.kinds.clone(),
-    };
+    record.pid = pid;
+    record.cgroup_created = created;
     locked.write(&record)?;
     Ok((pid, parent, warnings, terminal))
 }

@@ -19,7 +19,7 @@ pub enum Error {
     /// A bad config.json or process.json field.
     #[error("{file}: {err}")]
     Spec { file: String, err: SpecError },
-    #[error("{0}")]
+    #[error(transparent)]
     Sys(#[from] SysError),
     /// The container is in a state that does not allow the operation.
     #[error("container {id:?} is {status}: {what}")]

@@ -61,9 +61,20 @@ fn exit_code_for(e: &SysError) -> i32 {
 }
 
 /// Entry point of the container's init in the child. Never returns.
+///
+/// Until the parent has recorded the container, the init dies with it (PDEATHSIG): a `berth`
+/// killed mid-create leaves no orphan waiting forever. The parent's `Go` after `Ready` says the
+/// state is written; the init then stops depending on it and acknowledges with a second `Ready`.
 pub(crate) fn run(plan: &Plan, io: InitIo) -> ! {
     for fd in &io.close_first {
         sys::close_raw(*fd);
+    }
+    // Armed after the parent could have died: its end of the channel tells (getppid() is 0
+    // in a new pid namespace, so it cannot).
+    if nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).is_err()
+        || io.channel.peer_closed()
+    {
+        sys::exit_now(1);
     }
     let prepared = match setup(plan, &io) {
         Ok(p) => p,
@@ -72,7 +83,13 @@ pub(crate) fn run(plan: &Plan, io: InitIo) -> ! {
             sys::exit_now(1);
         }
     };
-    if io.channel.send(&Msg::Ready).is_err() {
+    if io.channel.send(&Msg::Ready).is_err() || wait_for_go(&io.channel).is_err() {
+        sys::exit_now(1);
+    }
+    if nix::sys::prctl::set_pdeathsig(None).is_err() {
+        sys::exit_now(1);
+    }
+    if matches!(io.start, StartSignal::Fifo(_)) && io.channel.send(&Msg::Ready).is_err() {
         sys::exit_now(1);
     }
     if let Err(e) = wait_for_start(&io) {
@@ -95,7 +112,8 @@ fn wait_for_go(channel: &Channel) -> Result<()> {
 
 fn wait_for_start(io: &InitIo) -> Result<()> {
     match &io.start {
-        StartSignal::Channel => wait_for_go(&io.channel),
+        // `run`: the parent's `Go` (state written) is also the start
+        StartSignal::Channel => Ok(()),
         StartSignal::Fifo(fd) => loop {
             let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
             match poll(&mut fds, PollTimeout::NONE) {

@@ -64,6 +64,10 @@ pub fn run(store: &Store, id: &str, opts: &RunOptions) -> Result<(Outcome, Vec<S
     drop(locked); // `state` and `kill` may run while we wait
     let code = fg.wait(pid, terminal)?;
     undo.commit();
-    super::delete::delete(store, id, true)?;
+    match super::delete::delete(store, id, true) {
+        // someone deleted it meanwhile: the exit code still stands
+        Ok(()) | Err(Error::NotFound(_)) => {}
+        Err(e) => return Err(e),
+    }
     Ok((Outcome::Exited { code }, warnings))
 }
