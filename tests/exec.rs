@@ -23,11 +23,7 @@ fn exec_joins_the_namespaces_and_cgroup_of_the_container() {
         "sleep",
         "999",
     ]);
-    let pid: i32 = fs::read_to_string(&pidfile)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pid = read_pid(&pidfile);
     wait_comm(pid, "sleep");
     for link in ["pid", "net", "ipc", "uts", "mnt", "cgroup"] {
         assert_eq!(ns(pid, link), ns(init, link), "{link}");
@@ -46,7 +42,7 @@ fn exec_joins_the_namespaces_and_cgroup_of_the_container() {
     // process attributes come from the container's config (base.json: no_new_privs, caps)
     assert_eq!(status_field(pid, "NoNewPrivs"), "1");
     assert_eq!(status_field(pid, "CapBnd"), status_field(init, "CapBnd"));
-    let pids: Vec<i32> = serde_json::from_str(&c.ok(&["ps", "--format", "json", &c.id])).unwrap();
+    let pids = c.pids();
     assert!(pids.contains(&pid) && pids.contains(&init), "{pids:?}");
     // its fds: stdio only
     let n = fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
@@ -129,8 +125,7 @@ fn exec_failures_are_reported_and_leave_nothing() {
     );
     let err = c.fails(&["exec", "--cwd", "/nonexistent", &c.id, "true"]);
     assert!(err.contains("chdir to cwd /nonexistent"), "{err}");
-    let pids: Vec<i32> = serde_json::from_str(&c.ok(&["ps", "--format", "json", &c.id])).unwrap();
-    assert_eq!(pids, vec![init], "failed execs left processes");
+    assert_eq!(c.pids(), vec![init], "failed execs left processes");
     c.ok(&["kill", &c.id, "KILL"]);
     c.wait_status("stopped");
     let err = c.fails(&["exec", &c.id, "true"]);

@@ -66,18 +66,7 @@ fn run_foreground_returns_the_exit_code_and_cleans_up() {
 fn run_foreground_killed_container_exits_128_plus_signal() {
     let mut c = Ctr::new("run-signal");
     c.args(&["sleep", "1000"]);
-    let b = c.bundle_arg();
-    let child = Command::new(BERTH)
-        .args([
-            "--root",
-            c.root.to_str().unwrap(),
-            "run",
-            "--bundle",
-            &b,
-            &c.id,
-        ])
-        .spawn()
-        .unwrap();
+    let child = c.spawn_run();
     c.wait_status("running");
     c.ok(&["kill", &c.id, "9"]);
     let out = child.wait_with_output().unwrap();
@@ -94,18 +83,7 @@ fn run_foreground_forwards_signals_to_the_container() {
         "-c",
         "trap 'exit 7' TERM; while true; do sleep 0.05; done",
     ]);
-    let b = c.bundle_arg();
-    let child = Command::new(BERTH)
-        .args([
-            "--root",
-            c.root.to_str().unwrap(),
-            "run",
-            "--bundle",
-            &b,
-            &c.id,
-        ])
-        .spawn()
-        .unwrap();
+    let child = c.spawn_run();
     c.wait_status("running");
     std::thread::sleep(Duration::from_millis(100)); // let the shell install its trap
     nix::sys::signal::kill(
@@ -132,11 +110,7 @@ fn run_detached_keeps_running_until_deleted() {
         pidfile.to_str().unwrap(),
         &c.id,
     ]);
-    let pid: i32 = fs::read_to_string(&pidfile)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pid = read_pid(&pidfile);
     wait_comm(pid, "sleep");
     assert_eq!(c.status(), "running");
     let err = c.fails(&["delete", &c.id]);
@@ -168,7 +142,7 @@ fn kill_by_name_number_and_all() {
     let pid = c.start();
     wait_comm(pid, "sh");
     std::thread::sleep(Duration::from_millis(100));
-    let pids: Vec<i32> = serde_json::from_str(&c.ok(&["ps", "--format", "json", &c.id])).unwrap();
+    let pids = c.pids();
     assert_eq!(pids.len(), 2, "sh and sleep: {pids:?}");
     assert!(pids.contains(&pid));
     let err = c.fails(&["kill", &c.id, "NOSUCHSIG"]);

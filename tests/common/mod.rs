@@ -166,26 +166,32 @@ impl Ctr {
 
     /// `berth_detached` asserting success.
     pub fn ok_detached(&self, args: &[&str]) -> String {
-        let out = self.berth_detached(args);
-        assert!(
-            out.status.success(),
-            "berth {args:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        succeeded(args, self.berth_detached(args))
     }
 
     /// Like `berth` but asserting success.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.berth(args);
-        assert!(
-            out.status.success(),
-            "berth {args:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        succeeded(args, self.berth(args))
+    }
+
+    /// `berth run` in the foreground, in the background of the test.
+    pub fn spawn_run(&self) -> std::process::Child {
+        Command::new(BERTH)
+            .args([
+                "--root",
+                self.root.to_str().unwrap(),
+                "run",
+                "--bundle",
+                &self.bundle_arg(),
+                &self.id,
+            ])
+            .spawn()
+            .unwrap()
+    }
+
+    /// The container's pids (`ps --format json`).
+    pub fn pids(&self) -> Vec<i32> {
+        serde_json::from_str(&self.ok(&["ps", "--format", "json", &self.id])).unwrap()
     }
 
     /// `berth ARGS` that must fail; returns stderr.
@@ -209,11 +215,7 @@ impl Ctr {
         let b = self.bundle_arg();
         let p = pidfile.to_string_lossy().into_owned();
         self.ok_detached(&["create", "--bundle", &b, "--pid-file", &p, &self.id]);
-        fs::read_to_string(&pidfile)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
+        read_pid(&pidfile)
     }
 
     /// create + start.
@@ -313,6 +315,17 @@ impl Drop for Ctr {
     }
 }
 
+/// The stdout of a successful berth command; panics with its stderr otherwise.
+fn succeeded(args: &[&str], out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "berth {args:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// Every host cgroup directory of an absolute cgroupsPath.
 pub fn cgroup_dirs_of(path: &str) -> Vec<PathBuf> {
     let rel = path.trim_start_matches('/');
@@ -389,6 +402,11 @@ pub fn wait_comm(pid: i32, comm: &str) {
         assert!(Instant::now() < end, "{pid} is {c:?}, not {comm}");
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// The pid written to a pid file.
+pub fn read_pid(p: &Path) -> i32 {
+    fs::read_to_string(p).unwrap().trim().parse().unwrap()
 }
 
 /// Wait until a file exists and return its content.
