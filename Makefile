@@ -8,7 +8,7 @@ MUSL := x86_64-unknown-linux-musl
 RELEASE_BIN = $(shell if rustup target list --installed 2>/dev/null | grep -qx $(MUSL); then echo target/$(MUSL)/release/berth; else echo target/release/berth; fi)
 RELEASE_FLAGS = $(shell if rustup target list --installed 2>/dev/null | grep -qx $(MUSL); then echo --target $(MUSL); fi)
 ROOTFS := rootfs-fixtures/build/busybox
-DEBIAN_PACKAGES := busybox-static runc crun hyperfine jq qemu-system-x86 cpio procps iproute2 util-linux time binutils
+DEBIAN_PACKAGES := busybox-static libseccomp-dev pkg-config runc crun hyperfine jq qemu-system-x86 cpio procps iproute2 util-linux time binutils
 
 .PHONY: all setup build fixtures demo test lint unit-and-integration test-cgroupv2 bench clean
 
@@ -24,9 +24,12 @@ setup:
 	@rustup target list --installed 2>/dev/null | grep -qx $(MUSL) || rustup target add $(MUSL) || \
 		echo "setup: musl target unavailable; release builds use the host target"
 
-## build: the release binary
+## build: the release binary (libseccomp linked statically from its own directory, so that no
+## other glibc archive can slip into the musl link)
+SECCOMP_STATIC := target/libseccomp-static
 build: setup
-	cargo build --release $(RELEASE_FLAGS)
+	@mkdir -p $(SECCOMP_STATIC) && cp -u /usr/lib/$$(gcc -dumpmachine)/libseccomp.a $(SECCOMP_STATIC)/
+	LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=$(abspath $(SECCOMP_STATIC)) cargo build --release $(RELEASE_FLAGS)
 	@echo "built $(RELEASE_BIN)"
 
 fixtures: setup

@@ -24,6 +24,8 @@ pub enum Msg {
     Error(String),
     /// init → parent: the master end of the container's terminal rides along (SCM_RIGHTS).
     Terminal,
+    /// init → parent: the seccomp notify listener fd rides along, for `listenerPath`.
+    Seccomp,
 }
 
 impl Msg {
@@ -34,6 +36,7 @@ impl Msg {
             Msg::Warning(t) => (b'W', t.as_str()),
             Msg::Error(t) => (b'E', t.as_str()),
             Msg::Terminal => (b'T', ""),
+            Msg::Seccomp => (b'S', ""),
         };
         let mut v = Vec::with_capacity(1 + text.len());
         v.push(tag);
@@ -49,6 +52,7 @@ impl Msg {
             b'W' => Msg::Warning(text()),
             b'E' => Msg::Error(text()),
             b'T' => Msg::Terminal,
+            b'S' => Msg::Seccomp,
             _ => return None,
         })
     }

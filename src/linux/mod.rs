@@ -10,6 +10,7 @@ pub mod console;
 pub mod mount;
 pub mod proc;
 pub mod process;
+pub mod seccomp;
 pub mod signal;
 pub mod sys;
 

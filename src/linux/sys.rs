@@ -301,3 +301,68 @@ pub fn reset_signals() -> io::Result<()> {
     }
     Ok(())
 }
+
+/// An anonymous in-memory file (`memfd_create(2)`), close-on-exec.
+pub fn memfd(name: &str) -> io::Result<OwnedFd> {
+    let name =
+        std::ffi::CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: name is a valid C string for the duration of the call.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just created and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Install a seccomp BPF program (`struct sock_filter` array as bytes) on the calling thread
+/// with `seccomp(SECCOMP_SET_MODE_FILTER, flags)`. Returns the listener fd when `flags` asks for
+/// one (`SECCOMP_FILTER_FLAG_NEW_LISTENER`).
+pub fn seccomp_set_filter(bpf: &[u8], flags: u32) -> io::Result<Option<OwnedFd>> {
+    if bpf.is_empty() || bpf.len() % 8 != 0 || bpf.len() / 8 > u16::MAX as usize {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // Copied into properly aligned sock_filter structs (the bytes are in native byte order).
+    let insns: Vec<libc::sock_filter> = bpf
+        .chunks_exact(8)
+        .map(|c| libc::sock_filter {
+            code: u16::from_ne_bytes([c[0], c[1]]),
+            jt: c[2],
+            jf: c[3],
+            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+        })
+        .collect();
+    let prog = libc::sock_fprog {
+        len: insns.len() as u16,
+        filter: insns.as_ptr() as *mut libc::sock_filter,
+    };
+    const SECCOMP_SET_MODE_FILTER: libc::c_ulong = 1;
+    const NEW_LISTENER: u32 = 8;
+    // SAFETY: prog points to `len` initialised instructions that outlive the call; the kernel
+    // copies the program.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            SECCOMP_SET_MODE_FILTER,
+            flags as libc::c_ulong,
+            &prog as *const libc::sock_fprog,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if flags & NEW_LISTENER != 0 {
+        // SAFETY: with NEW_LISTENER the return value is a new fd owned by us alone.
+        return Ok(Some(unsafe { OwnedFd::from_raw_fd(ret as RawFd) }));
+    }
+    Ok(None)
+}
+
+/// The static musl build links Debian's `libseccomp.a`, which was built against glibc and
+/// references glibc's fortified `fprintf` from its debug printer (`seccomp_export_pfc`).
+/// berth never calls that printer; this symbol only satisfies the linker.
+#[cfg(target_env = "musl")]
+#[unsafe(no_mangle)]
+pub extern "C" fn __fprintf_chk() -> libc::c_int {
+    -1
+}

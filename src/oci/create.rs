@@ -21,6 +21,7 @@ use super::spec::{self, SpecError};
 use super::state::{EXEC_FIFO, Locked, Record, STATE_VERSION, Store};
 use crate::linux::cgroup::{self, Dirs, Layout};
 use crate::linux::channel::{Channel, Msg};
+use crate::linux::seccomp;
 use crate::linux::sys::{self, Forked};
 use crate::linux::{Step, SysError, proc};
 
@@ -207,7 +208,15 @@ pub(crate) fn spawn(
     let locked = store.reserve(id)?;
     let mut undo = Undo::default();
     undo.push(UndoStep::StateDir(locked.dir.clone()));
-    match spawn_steps(&locked, &mut undo, opts, plan, layout, mode) {
+    match spawn_steps(
+        &locked,
+        &mut undo,
+        opts,
+        plan,
+        layout,
+        mode,
+        &store.seccomp_cache(),
+    ) {
         Ok((pid, channel, warnings, terminal)) => Ok(Spawned {
             pid,
             channel,
@@ -230,7 +239,7 @@ pub(crate) fn spawn(
     }
 }
 
-type Ready = (i32, Channel, Vec<String>, Option<OwnedFd>);
+type Spawn = (i32, Channel, Vec<String>, Option<OwnedFd>);
 
 fn spawn_steps(
     locked: &Locked,
@@ -239,7 +248,8 @@ fn spawn_steps(
     plan: &Plan,
     layout: &Layout,
     mode: Mode,
-) -> Result<Ready> {
+    seccomp_cache: &Path,
+) -> Result<Spawn> {
     let dirs = &plan.cgroup.dirs;
     // Recorded before anything is acquired (pid 0: no process yet), so that if this process is
     // killed mid-create, `delete --force` still finds the cgroup to remove.
@@ -261,6 +271,11 @@ fn spawn_steps(
     undo.push(UndoStep::Cgroup(dirs.clone(), created.clone()));
     cgroup::apply(dirs, &plan.cgroup.writes)?;
     let cgroup_fd = cgroup::open_v2(dirs)?;
+    let seccomp = plan
+        .seccomp
+        .as_ref()
+        .map(|f| seccomp::program(f, seccomp_cache))
+        .transpose()?;
 
     let mut join = Vec::new();
     for (flag, path) in &plan.namespaces.join {
@@ -316,25 +331,32 @@ fn spawn_steps(
                     wait_go,
                     preserve_fds: opts.preserve_fds,
                     new_keyring: !opts.no_new_keyring,
+                    seccomp,
                 },
             )
         }
         Forked::Parent(pid) => pid,
     };
     undo.push(UndoStep::Child(pid));
-    drop((child, start, terminal, join, cgroup_fd));
+    drop((child, start, terminal, join, cgroup_fd, seccomp));
 
     if wait_go {
         cgroup::add_process(dirs, pid)?;
         parent.send(&Msg::Go)?;
     }
-    let (warnings, terminal) = wait_ready(&parent, pid)?;
+    let ready = wait_ready(&parent, pid)?;
     record.pid_start = proc::stat(pid)
         .map(|s| s.start_time)
         .ok_or_else(|| Error::Init("container init exited right after setup".into()))?;
     record.pid = pid;
     record.cgroup_created = created;
     locked.write(&record)?;
+    if let (Some(fd), Some(f)) = (ready.seccomp, &plan.seccomp) {
+        if let Some(listener) = &f.listener {
+            send_seccomp_listener(listener, fd, pid, &locked.state(&record))?;
+        }
+    }
+    let (warnings, terminal) = (ready.warnings, ready.terminal);
     Ok((pid, parent, warnings, terminal))
 }
 
@@ -347,15 +369,25 @@ fn open_ns(path: &Path) -> Result<OwnedFd> {
     })
 }
 
+/// What the child sent before it was ready.
+#[derive(Default)]
+pub(crate) struct Ready {
+    pub warnings: Vec<String>,
+    /// The terminal's master, when this process proxies it.
+    pub terminal: Option<OwnedFd>,
+    /// The seccomp notify listener, for `listenerPath`.
+    pub seccomp: Option<OwnedFd>,
+}
+
 /// Read the child's messages until it is ready (or has failed).
-pub(crate) fn wait_ready(ch: &Channel, pid: i32) -> Result<(Vec<String>, Option<OwnedFd>)> {
-    let mut warnings = Vec::new();
-    let mut terminal = None;
+pub(crate) fn wait_ready(ch: &Channel, pid: i32) -> Result<Ready> {
+    let mut ready = Ready::default();
     loop {
         match ch.recv_with_fd()? {
-            Some((Msg::Ready, _)) => return Ok((warnings, terminal)),
-            Some((Msg::Warning(w), _)) => warnings.push(w),
-            Some((Msg::Terminal, fd)) => terminal = fd,
+            Some((Msg::Ready, _)) => return Ok(ready),
+            Some((Msg::Warning(w), _)) => ready.warnings.push(w),
+            Some((Msg::Terminal, fd)) => ready.terminal = fd,
+            Some((Msg::Seccomp, fd)) => ready.seccomp = fd,
             Some((Msg::Error(e), _)) => return Err(Error::Init(e)),
             Some((Msg::Go, _)) | None => {
                 let status = waitpid(Pid::from_raw(pid), None);
@@ -366,6 +398,38 @@ pub(crate) fn wait_ready(ch: &Channel, pid: i32) -> Result<(Vec<String>, Option<
             }
         }
     }
+}
+
+/// Hand a seccomp notify fd to the `listenerPath` socket with the container process state, as
+/// the runtime-spec describes (`ContainerProcessState` + the fd as SCM_RIGHTS).
+pub(crate) fn send_seccomp_listener(
+    listener: &(PathBuf, String),
+    fd: OwnedFd,
+    pid: i32,
+    state: &super::state::State,
+) -> Result<()> {
+    let (path, metadata) = listener;
+    let mut st = serde_json::to_value(state).expect("state serialises");
+    if let Some(o) = st.as_object_mut() {
+        // the state of a container whose process is not running yet
+        if pid == state.pid && state.status == super::state::Status::Created {
+            o.insert("status".into(), "creating".into());
+        }
+        o.remove("rootfs");
+        o.remove("created");
+        o.remove("owner");
+    }
+    let msg = serde_json::json!({
+        "ociVersion": super::state::OCI_VERSION,
+        "fds": ["seccompFd"],
+        "pid": pid,
+        "metadata": metadata,
+        "state": st,
+    });
+    let sock = std::os::unix::net::UnixStream::connect(path)
+        .map_err(|e| SysError::new(format!("connect to seccomp listener {}", path.display()), e))?;
+    crate::linux::channel::send_fd(sock.as_fd(), fd.as_fd(), msg.to_string().as_bytes())?;
+    Ok(())
 }
 
 fn describe_exit(s: nix::Result<WaitStatus>) -> String {

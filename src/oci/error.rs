@@ -13,7 +13,7 @@ pub enum Error {
     #[error("container {0:?} already exists")]
     AlreadyExists(String),
     #[error(
-        "invalid container id {0:?}: use letters, digits, '_', '-', '+', '.' (not only dots), at most 1024 bytes"
+        "invalid container id {0:?}: use letters, digits, '_', '-', '+', '.', not starting with '.', at most 1024 bytes"
     )]
     InvalidId(String),
     /// A bad config.json or process.json field.

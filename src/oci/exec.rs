@@ -9,7 +9,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 use oci_spec::runtime::Process;
 
-use super::create::write_pid_file;
+use super::create::{Ready, write_pid_file};
 use super::error::{Error, Result};
 use super::foreground::Foreground;
 use super::init::{self, InitIo, StartSignal, TerminalTo};
@@ -86,6 +86,12 @@ pub fn exec(store: &Store, id: &str, opts: &ExecOptions) -> Result<(Outcome, Vec
         (None, true) => Some(TerminalTo::Parent),
         (_, false) => None,
     };
+    // The container's seccomp filter applies to every process in it.
+    let filter = container_seccomp(&rec.bundle)?;
+    let seccomp = filter
+        .as_ref()
+        .map(|f| crate::linux::seccomp::program(f, &store.seccomp_cache()))
+        .transpose()?;
     let fg = if opts.detach {
         None
     } else {
@@ -107,13 +113,19 @@ pub fn exec(store: &Store, id: &str, opts: &ExecOptions) -> Result<(Outcome, Vec
                 wait_go,
                 preserve_fds: opts.preserve_fds,
                 new_keyring: false,
+                seccomp,
             };
             exec_child(&plan, pidfd, flags, io)
         }
         Forked::Parent(pid) => pid,
     };
-    drop((child, terminal, cgroup_fd, pidfd));
-    let result = wait_exec(&parent, &rec.cgroup, pid, wait_go);
+    drop((child, terminal, cgroup_fd, pidfd, seccomp));
+    let result = wait_exec(&parent, &rec.cgroup, pid, wait_go).and_then(|r| {
+        if let (Some(fd), Some(Some(l))) = (r.seccomp, filter.as_ref().map(|f| &f.listener)) {
+            super::create::send_seccomp_listener(l, fd, pid, &locked.state(&rec))?;
+        }
+        Ok((r.warnings, r.terminal))
+    });
     let (warnings, tty) = match result {
         Ok(x) => x,
         Err(e) => {
@@ -137,24 +149,28 @@ pub fn exec(store: &Store, id: &str, opts: &ExecOptions) -> Result<(Outcome, Vec
     }
 }
 
+/// The seccomp filter of the container's config.json, if it has one.
+fn container_seccomp(bundle: &std::path::Path) -> Result<Option<crate::linux::seccomp::Filter>> {
+    let spec = super::spec::load(bundle).map_err(Error::config)?;
+    let Some(s) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else {
+        return Ok(None);
+    };
+    super::seccomp::filter(s).map(Some).map_err(Error::config)
+}
+
 /// Move the child into the cgroup (v1), then read its reports until its exec closes the channel.
-fn wait_exec(
-    ch: &Channel,
-    dirs: &cgroup::Dirs,
-    pid: i32,
-    wait_go: bool,
-) -> Result<(Vec<String>, Option<OwnedFd>)> {
+fn wait_exec(ch: &Channel, dirs: &cgroup::Dirs, pid: i32, wait_go: bool) -> Result<Ready> {
     if wait_go {
         cgroup::add_process(dirs, pid)?;
         ch.send(&Msg::Go)?;
     }
-    let mut warnings = Vec::new();
-    let mut tty = None;
+    let mut ready = Ready::default();
     loop {
         match ch.recv_with_fd()? {
-            None => return Ok((warnings, tty)),
-            Some((Msg::Warning(w), _)) => warnings.push(w),
-            Some((Msg::Terminal, fd)) => tty = fd,
+            None => return Ok(ready),
+            Some((Msg::Warning(w), _)) => ready.warnings.push(w),
+            Some((Msg::Terminal, fd)) => ready.terminal = fd,
+            Some((Msg::Seccomp, fd)) => ready.seccomp = fd,
             Some((Msg::Error(e), _)) => return Err(Error::Init(e)),
             Some(_) => {}
         }
@@ -185,7 +201,7 @@ fn exec_child(p: &ProcessPlan, pidfd: OwnedFd, flags: CloneFlags, io: InitIo) ->
             sys::exit_now(1)
         }
         Ok(prep) => {
-            let e = crate::linux::process::exec(&prep.exe, &p.args, &prep.env);
+            let e = prep.exec(p, &io);
             let _ = io.channel.send(&Msg::Error(e.to_string()));
             sys::exit_now(127)
         }

@@ -14,6 +14,7 @@ use nix::sched::CloneFlags;
 use super::plan::Plan;
 use crate::linux::channel::{Channel, Msg};
 use crate::linux::process::{self, ProcessPlan};
+use crate::linux::seccomp::{self, Program};
 use crate::linux::{Result, Step, SysError, console, mount, sys};
 
 /// How the init learns that it may exec.
@@ -45,12 +46,31 @@ pub(crate) struct InitIo {
     pub wait_go: bool,
     pub preserve_fds: u32,
     pub new_keyring: bool,
+    /// The compiled seccomp filter to load.
+    pub seccomp: Option<Program>,
 }
 
 /// A program ready to exec.
 pub(crate) struct Prepared {
     pub exe: CString,
     pub env: Vec<CString>,
+    /// seccomp still to load, just before exec.
+    pub late_seccomp: bool,
+}
+
+impl Prepared {
+    /// Load the seccomp filter if it waited for the last moment, then exec. Returns only on
+    /// failure.
+    pub(crate) fn exec(&self, p: &ProcessPlan, io: &InitIo) -> SysError {
+        if self.late_seccomp {
+            if let Some(prog) = &io.seccomp {
+                if let Err(e) = seccomp::load(prog) {
+                    return e;
+                }
+            }
+        }
+        process::exec(&self.exe, &p.args, &self.env)
+    }
 }
 
 fn exit_code_for(e: &SysError) -> i32 {
@@ -96,7 +116,7 @@ pub(crate) fn run(plan: &Plan, io: InitIo) -> ! {
         let _ = io.channel.send(&Msg::Error(e.to_string()));
         sys::exit_now(1);
     }
-    let e = process::exec(&prepared.exe, &plan.process.args, &prepared.env);
+    let e = prepared.exec(&plan.process, &io);
     // Only `run` still listens; after `create`, stderr is all the user has.
     let _ = io.channel.send(&Msg::Error(e.to_string()));
     eprintln!("berth: {e}");
@@ -242,7 +262,21 @@ pub(crate) fn prepare_process(p: &ProcessPlan, io: &InitIo) -> Result<Prepared> 
     if p.no_new_privileges {
         process::set_no_new_privs()?;
     }
+    // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: before the capabilities
+    // go. With it, as late as possible (just before exec) so that the filter need not allow
+    // berth's own syscalls — unless it notifies: the listener fd must reach the parent while
+    // it still listens.
+    let early = io
+        .seccomp
+        .as_ref()
+        .is_some_and(|s| !p.no_new_privileges || s.flags & seccomp::flag::NEW_LISTENER != 0);
+    if early && !p.no_new_privileges {
+        load_seccomp(io)?;
+    }
     process::switch_user(p)?;
+    if early && p.no_new_privileges {
+        load_seccomp(io)?;
+    }
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
         p.umask.unwrap_or(0o022) as libc::mode_t,
     ));
@@ -260,5 +294,20 @@ pub(crate) fn prepare_process(p: &ProcessPlan, io: &InitIo) -> Result<Prepared> 
     for fd in 3..first {
         sys::clear_cloexec(fd as RawFd).step(|| format!("preserve fd {fd}"))?;
     }
-    Ok(Prepared { exe, env })
+    Ok(Prepared {
+        exe,
+        env,
+        late_seccomp: io.seccomp.is_some() && !early,
+    })
+}
+
+/// Load the seccomp filter now; a notify listener fd goes to the parent.
+fn load_seccomp(io: &InitIo) -> Result<()> {
+    let Some(prog) = &io.seccomp else {
+        return Ok(());
+    };
+    if let Some(listener) = seccomp::load(prog)? {
+        io.channel.send_with_fd(&Msg::Seccomp, listener.as_fd())?;
+    }
+    Ok(())
 }

@@ -19,6 +19,7 @@ pub mod default_spec;
 pub mod features;
 pub mod plan;
 pub mod resources;
+pub mod seccomp;
 pub mod spec;
 pub mod state;
 

@@ -21,6 +21,7 @@ use super::spec::SpecError;
 use crate::linux::cgroup::{Dirs, Layout, Write};
 use crate::linux::mount::{self, CgroupMount, Device, Entry, Kind};
 use crate::linux::process::{Capabilities, ProcessPlan, Rlimit};
+use crate::linux::seccomp::Filter;
 
 /// Namespaces: which to create at clone, which to join.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +73,8 @@ pub struct Plan {
     pub sysctls: Vec<(PathBuf, String)>,
     pub cgroup: CgroupPlan,
     pub process: ProcessPlan,
+    /// The seccomp filter, compiled (or taken from the cache) by `create`.
+    pub seccomp: Option<Filter>,
     pub annotations: BTreeMap<String, String>,
 }
 
@@ -360,6 +363,11 @@ pub fn build(spec: &Spec, input: &Input<'_>) -> R<Plan> {
         sysctls,
         cgroup: CgroupPlan { dirs, writes },
         process: process_plan(process, "process")?,
+        seccomp: linux
+            .seccomp()
+            .as_ref()
+            .map(super::seccomp::filter)
+            .transpose()?,
         annotations: spec
             .annotations()
             .as_ref()

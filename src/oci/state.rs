@@ -108,7 +108,9 @@ pub struct Locked {
 
 /// A container id must be a safe single path component.
 pub fn validate_id(id: &str) -> Result<()> {
+    // names starting with '.' are berth's own files under the root (the seccomp cache)
     let ok = !id.is_empty()
+        && !id.starts_with('.')
         && id.len() <= 1024
         && !id.chars().all(|c| c == '.')
         && id
@@ -122,6 +124,11 @@ pub fn validate_id(id: &str) -> Result<()> {
 }
 
 impl Store {
+    /// Where compiled seccomp programs are cached, keyed by the filter's hash.
+    pub fn seccomp_cache(&self) -> PathBuf {
+        self.root.join(".seccomp-cache")
+    }
+
     /// The store at `root` (created on first use).
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Store { root: root.into() }
@@ -204,6 +211,7 @@ impl Store {
             .filter_map(|e| e.ok())
             .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
             .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| !n.starts_with('.'))
             .collect();
         ids.sort();
         Ok(ids)
@@ -306,7 +314,7 @@ mod tests {
         for ok in ["a", "abc-1_2.3+x", "ctr.1"] {
             validate_id(ok).unwrap();
         }
-        for bad in ["", ".", "..", "a/b", "a b", "x\0"] {
+        for bad in ["", ".", "..", ".cache", "a/b", "a b", "x\0"] {
             assert!(validate_id(bad).is_err(), "{bad:?}");
         }
     }
