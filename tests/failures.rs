@@ -120,9 +120,9 @@ fn bad_mount_names_the_step() {
 #[test]
 fn unsupported_field_is_named() {
     let mut c = Ctr::new("bad-seccomp");
-    c.set("/linux/seccomp", json!({"defaultAction": "SCMP_ACT_ALLOW"}));
+    c.set("/linux/intelRdt", json!({"closID": "x"}));
     let err = fails_cleanly(&c);
-    assert!(err.contains("linux.seccomp: not supported yet"), "{err}");
+    assert!(err.contains("linux.intelRdt: not supported"), "{err}");
 }
 
 #[test]

@@ -373,11 +373,9 @@ mod tests {
 
     #[test]
     fn unsupported_field_is_named() {
-        let err = parse(
-            r#"{"ociVersion":"1.0.2","linux":{"seccomp":{"defaultAction":"SCMP_ACT_ALLOW"}}}"#,
-        )
-        .unwrap_err();
-        assert_eq!(err.field, "linux.seccomp");
+        let err =
+            parse(r#"{"ociVersion":"1.0.2","linux":{"intelRdt":{"closID":"x"}}}"#).unwrap_err();
+        assert_eq!(err.field, "linux.intelRdt");
     }
 
     #[test]
