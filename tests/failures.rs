@@ -58,15 +58,15 @@ fn unknown_namespace_type() {
 }
 
 #[test]
-fn user_namespace_not_supported_yet() {
+fn user_namespace_without_mappings() {
     let mut c = Ctr::new("bad-userns");
     c.set(
         "/linux/namespaces",
-        json!([{"type": "mount"}, {"type": "user"}]),
+        json!([{"type": "mount"}, {"type": "uts"}, {"type": "user"}]),
     );
     let err = fails_cleanly(&c);
     assert!(
-        err.contains("linux.namespaces[1].type: user namespaces are not supported yet"),
+        err.contains("linux.uidMappings: required with a new user namespace"),
         "{err}"
     );
 }

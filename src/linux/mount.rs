@@ -668,6 +668,23 @@ pub fn create_devices(root: BorrowedFd<'_>, devices: &[Device]) -> Result<()> {
     Ok(())
 }
 
+/// In a user namespace mknod is not allowed: bind each device node from the host instead (an
+/// empty file is the mount point), as runc does.
+pub fn bind_devices(root: BorrowedFd<'_>, devices: &[Device]) -> Result<()> {
+    for d in devices {
+        let target = ensure_in_root(root, &d.path, false)?;
+        mount(
+            Some(&d.path),
+            &proc_fd_path(target.as_fd()),
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .step(|| format!("bind host device {}", d.path.display()))?;
+    }
+    Ok(())
+}
+
 /// The standard `/dev` symlinks: fd, stdin, stdout, stderr, ptmx.
 pub fn create_dev_symlinks(root: BorrowedFd<'_>) -> Result<()> {
     let dev = ensure_in_root(root, Path::new("/dev"), true)?;

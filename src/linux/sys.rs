@@ -88,6 +88,51 @@ pub fn fork_with_flags(flags: u64, cgroup: Option<BorrowedFd<'_>>) -> io::Result
     }
 }
 
+/// Like [`fork_with_flags`], but the child becomes a child of our parent (`CLONE_PARENT`) and
+/// the caller gets a pidfd for it (`CLONE_PIDFD`) instead of a pid. `None` in the child.
+pub fn clone_parent_with_pidfd(
+    flags: u64,
+    cgroup: Option<BorrowedFd<'_>>,
+) -> io::Result<Option<OwnedFd>> {
+    let mut pidfd: RawFd = -1;
+    let mut args = CloneArgs {
+        flags: flags | libc::CLONE_PARENT as u64 | libc::CLONE_PIDFD as u64,
+        pidfd: &mut pidfd as *mut RawFd as u64,
+        // clone3 wants 0 with CLONE_PARENT: the child inherits our own exit signal (SIGCHLD)
+        exit_signal: 0,
+        ..Default::default()
+    };
+    if let Some(fd) = cgroup {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = fd.as_raw_fd() as u64;
+    }
+    // SAFETY: as in fork_with_flags (no CLONE_VM, no stack: fork semantics); `pidfd` outlives
+    // the call and receives the new pidfd.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    match ret {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(None),
+        // SAFETY: the kernel stored a new pidfd owned by nobody else.
+        _ => Ok(Some(unsafe { OwnedFd::from_raw_fd(pidfd) })),
+    }
+}
+
+/// The pid (in our pid namespace) of the process a pidfd refers to, from its fdinfo.
+pub fn pidfd_pid(pidfd: BorrowedFd<'_>) -> io::Result<i32> {
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd()))?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("Pid:"))
+        .and_then(|p| p.trim().parse().ok())
+        .filter(|p: &i32| *p > 0)
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))
+}
+
 /// `pidfd_open(2)`: a stable handle on a process that cannot be confused by pid reuse.
 pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     // SAFETY: plain syscall with integer arguments; on success the return value is a new fd

@@ -277,7 +277,7 @@ fn spawn_steps(
         .map(|f| seccomp::program(f, seccomp_cache))
         .transpose()?;
 
-    let mut join = Vec::new();
+    let mut join: Vec<(CloneFlags, OwnedFd)> = Vec::new();
     for (flag, path) in &plan.namespaces.join {
         join.push((*flag, open_ns(path)?));
     }
@@ -310,16 +310,32 @@ fn spawn_steps(
         (_, false) => None,
     };
     let (parent, child) = Channel::pair()?;
-    let wait_go = !layout.is_v2();
+    // The child waits for us: to be moved into its cgroups (v1), to get its id maps.
+    let wait_go = !layout.is_v2() || plan.id_maps.is_some();
 
-    let forked = sys::fork_with_flags(
-        plan.namespaces.clone_flags.bits() as u64,
-        cgroup_fd.as_ref().map(|f| f.as_fd()),
-    )
-    .step(|| "clone container init".into())?;
+    let user_join = join
+        .iter()
+        .position(|(f, _)| *f == CloneFlags::CLONE_NEWUSER)
+        .map(|i| join.remove(i).1);
+    let forked = match &user_join {
+        None => sys::fork_with_flags(
+            plan.namespaces.clone_flags.bits() as u64,
+            cgroup_fd.as_ref().map(|f| f.as_fd()),
+        )
+        .step(|| "clone container init".into())?,
+        Some(userns) => clone_in_user_namespace(
+            userns,
+            plan.namespaces.clone_flags.bits() as u64,
+            cgroup_fd.as_ref(),
+            &parent,
+            &child,
+            locked,
+        )?,
+    };
     let pid = match forked {
         Forked::Child => {
             drop(parent);
+            drop(user_join);
             init::run(
                 plan,
                 InitIo {
@@ -338,10 +354,15 @@ fn spawn_steps(
         Forked::Parent(pid) => pid,
     };
     undo.push(UndoStep::Child(pid));
-    drop((child, start, terminal, join, cgroup_fd, seccomp));
+    drop((child, start, terminal, join, cgroup_fd, seccomp, user_join));
 
     if wait_go {
-        cgroup::add_process(dirs, pid)?;
+        if !layout.is_v2() {
+            cgroup::add_process(dirs, pid)?;
+        }
+        if let Some(maps) = &plan.id_maps {
+            write_id_maps(pid, maps)?;
+        }
         parent.send(&Msg::Go)?;
     }
     let ready = wait_ready(&parent, pid)?;
@@ -367,6 +388,67 @@ fn open_ns(path: &Path) -> Result<OwnedFd> {
             format!("open {}: {}", path.display(), std::io::Error::from(e)),
         ))
     })
+}
+
+/// Clone the init from inside a user namespace joined by path, so that the namespaces the
+/// clone creates belong to it (created from the host's user namespace, the container's root
+/// could not mount its own /proc). A short-lived helper joins the user namespace and clones the
+/// init with CLONE_PARENT, so that this process stays the init's parent; it hands the init back
+/// as a pidfd, whose fdinfo gives the pid in our pid namespace.
+fn clone_in_user_namespace(
+    userns: &OwnedFd,
+    flags: u64,
+    cgroup: Option<&OwnedFd>,
+    parent: &Channel,
+    child: &Channel,
+    locked: &Locked,
+) -> Result<Forked> {
+    let helper = match sys::fork_with_flags(0, None).step(|| "fork user namespace helper".into())? {
+        Forked::Child => {
+            sys::close_raw(locked.raw_fd());
+            let fail = |e: String| -> ! {
+                let _ = child.send(&Msg::Error(e));
+                sys::exit_now(1)
+            };
+            if let Err(e) = nix::sched::setns(userns, CloneFlags::CLONE_NEWUSER) {
+                fail(format!("join user namespace: {}", std::io::Error::from(e)));
+            }
+            match sys::clone_parent_with_pidfd(flags, cgroup.map(|f| f.as_fd())) {
+                Ok(None) => return Ok(Forked::Child), // the init
+                Ok(Some(pidfd)) => {
+                    let _ = child.send_with_fd(&Msg::Go, pidfd.as_fd());
+                    sys::exit_now(0)
+                }
+                Err(e) => fail(format!("clone container init in its user namespace: {e}")),
+            }
+        }
+        Forked::Parent(pid) => pid,
+    };
+    let got = parent.recv_with_fd();
+    let _ = waitpid(Pid::from_raw(helper), None);
+    match got? {
+        Some((Msg::Go, Some(pidfd))) => {
+            let pid = sys::pidfd_pid(pidfd.as_fd()).step(|| "read the init's pid".into())?;
+            Ok(Forked::Parent(pid))
+        }
+        Some((Msg::Error(e), _)) => Err(Error::Init(e)),
+        _ => Err(Error::Init(
+            "user namespace helper exited without a report".into(),
+        )),
+    }
+}
+
+/// Write a new user namespace's uid and gid maps (only a process outside it may).
+fn write_id_maps(pid: i32, maps: &plan::IdMaps) -> Result<()> {
+    for (file, list) in [("uid_map", &maps.uid), ("gid_map", &maps.gid)] {
+        let text: String = list
+            .iter()
+            .map(|(c, h, n)| format!("{c} {h} {n}\n"))
+            .collect();
+        let path = format!("/proc/{pid}/{file}");
+        std::fs::write(&path, text).map_err(|e| SysError::new(format!("write {path}"), e))?;
+    }
+    Ok(())
 }
 
 /// What the child sent before it was ready.

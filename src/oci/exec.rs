@@ -40,6 +40,8 @@ fn ns_flag(name: &str) -> CloneFlags {
         "ipc" => CloneFlags::CLONE_NEWIPC,
         "uts" => CloneFlags::CLONE_NEWUTS,
         "cgroup" => CloneFlags::CLONE_NEWCGROUP,
+        "user" => CloneFlags::CLONE_NEWUSER,
+        "time" => CloneFlags::from_bits_retain(libc::CLONE_NEWTIME),
         _ => CloneFlags::empty(),
     }
 }

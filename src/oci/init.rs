@@ -162,7 +162,35 @@ fn setup(plan: &Plan, io: &InitIo) -> Result<Prepared> {
     if io.wait_go {
         wait_for_go(&io.channel)?;
     }
-    for (flag, fd) in &io.join {
+    // A user namespace first: joining the others needs privileges in it.
+    for (flag, fd) in io
+        .join
+        .iter()
+        .filter(|(f, _)| *f == CloneFlags::CLONE_NEWUSER)
+    {
+        nix::sched::setns(fd, *flag).step(|| "join user namespace".into())?;
+    }
+    // While still host root: the offsets file belongs to it.
+    if plan.namespaces.new_time {
+        enter_new_time_namespace(&plan.time_offsets)?;
+    }
+    if plan.namespaces.user {
+        // berth's host root is not mapped in the container's user namespace: become its root,
+        // or files we create would have no owner there (EOVERFLOW)
+        let root = (nix::unistd::Gid::from_raw(0), nix::unistd::Uid::from_raw(0));
+        nix::unistd::setresgid(root.0, root.0, root.0)
+            .step(|| "become gid 0 in the user namespace".into())?;
+        nix::unistd::setresuid(root.1, root.1, root.1)
+            .step(|| "become uid 0 in the user namespace".into())?;
+        // Changing ids made us non-dumpable, which hands /proc/self to the host's root; we
+        // need /proc/self/fd for the mounts. exec resets it for the container's program.
+        nix::sys::prctl::set_dumpable(true).step(|| "set dumpable".into())?;
+    }
+    for (flag, fd) in io
+        .join
+        .iter()
+        .filter(|(f, _)| *f != CloneFlags::CLONE_NEWUSER)
+    {
         nix::sched::setns(fd, *flag).step(|| format!("join {} namespace", ns_label(*flag)))?;
     }
     if plan.namespaces.unshare_cgroup {
@@ -184,7 +212,11 @@ fn setup(plan: &Plan, io: &InitIo) -> Result<Prepared> {
     for m in &plan.mounts {
         mount::apply_entry(root.as_fd(), m, plan.cgroup_mount.as_ref())?;
     }
-    mount::create_devices(root.as_fd(), &plan.devices)?;
+    if plan.bind_devices {
+        mount::bind_devices(root.as_fd(), &plan.devices)?;
+    } else {
+        mount::create_devices(root.as_fd(), &plan.devices)?;
+    }
     if plan.dev_symlinks {
         mount::create_dev_symlinks(root.as_fd())?;
     }
@@ -217,6 +249,24 @@ fn setup(plan: &Plan, io: &InitIo) -> Result<Prepared> {
     prepare_process(&plan.process, io)
 }
 
+/// A time namespace's offsets can only be written before any process is in it: create it for
+/// our children, write the offsets, then move ourselves in.
+fn enter_new_time_namespace(offsets: &[(String, i64, u32)]) -> Result<()> {
+    let newtime = CloneFlags::from_bits_retain(libc::CLONE_NEWTIME);
+    nix::sched::unshare(newtime).step(|| "create time namespace".into())?;
+    if !offsets.is_empty() {
+        let text: String = offsets
+            .iter()
+            .map(|(c, s, n)| format!("{c} {s} {n}\n"))
+            .collect();
+        std::fs::write("/proc/self/timens_offsets", text)
+            .step(|| "write time namespace offsets".into())?;
+    }
+    let ns = std::fs::File::open("/proc/self/ns/time_for_children")
+        .step(|| "open new time namespace".into())?;
+    nix::sched::setns(ns, newtime).step(|| "enter time namespace".into())
+}
+
 fn ns_label(flag: CloneFlags) -> &'static str {
     match flag {
         CloneFlags::CLONE_NEWNS => "mount",
@@ -225,6 +275,8 @@ fn ns_label(flag: CloneFlags) -> &'static str {
         CloneFlags::CLONE_NEWUTS => "uts",
         CloneFlags::CLONE_NEWCGROUP => "cgroup",
         CloneFlags::CLONE_NEWPID => "pid",
+        CloneFlags::CLONE_NEWUSER => "user",
+        _ if flag.bits() == libc::CLONE_NEWTIME => "time",
         _ => "a",
     }
 }

@@ -38,6 +38,18 @@ pub struct Namespaces {
     pub unshare_cgroup: bool,
     /// Runtime-spec names of every namespace the container does not share with the host.
     pub kinds: Vec<String>,
+    /// A new time namespace (made in the child with unshare, as its offsets must be written
+    /// before any process enters it).
+    pub new_time: bool,
+    /// The container is in a user namespace (new or joined): it becomes uid/gid 0 there first.
+    pub user: bool,
+}
+
+/// uid/gid mappings of a new user namespace, written by the parent: (container, host, size).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdMaps {
+    pub uid: Vec<(u32, u32, u32)>,
+    pub gid: Vec<(u32, u32, u32)>,
 }
 
 /// The container's cgroup: where, and what to write.
@@ -62,6 +74,8 @@ pub struct Plan {
     pub mounts: Vec<Entry>,
     pub cgroup_mount: Option<CgroupMount>,
     pub devices: Vec<Device>,
+    /// Bind device nodes from the host instead of mknod (not allowed in a user namespace).
+    pub bind_devices: bool,
     pub dev_symlinks: bool,
     pub readonly_root: bool,
     pub pivot: bool,
@@ -75,6 +89,10 @@ pub struct Plan {
     pub process: ProcessPlan,
     /// The seccomp filter, compiled (or taken from the cache) by `create`.
     pub seccomp: Option<Filter>,
+    /// Mappings of a new user namespace.
+    pub id_maps: Option<IdMaps>,
+    /// Offsets of a new time namespace: (clock name, seconds, nanoseconds).
+    pub time_offsets: Vec<(String, i64, u32)>,
     pub annotations: BTreeMap<String, String>,
 }
 
@@ -343,6 +361,62 @@ pub fn build(spec: &Spec, input: &Input<'_>) -> R<Plan> {
         }
     }
 
+    let new_user = namespaces.clone_flags.contains(CloneFlags::CLONE_NEWUSER);
+    let in_user = namespaces.user;
+    let maps = |field: &str,
+                list: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>|
+     -> R<Vec<(u32, u32, u32)>> {
+        let list = list.as_deref().unwrap_or(&[]);
+        if list.is_empty() {
+            return err(field, "required with a new user namespace");
+        }
+        if list.len() > 340 {
+            return err(field, "at most 340 mappings");
+        }
+        Ok(list
+            .iter()
+            .map(|m| (m.container_id(), m.host_id(), m.size()))
+            .collect())
+    };
+    let id_maps = if new_user {
+        Some(IdMaps {
+            uid: maps("linux.uidMappings", linux.uid_mappings())?,
+            gid: maps("linux.gidMappings", linux.gid_mappings())?,
+        })
+    } else {
+        if linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty()) {
+            return err("linux.uidMappings", "needs a new user namespace");
+        }
+        if linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty()) {
+            return err("linux.gidMappings", "needs a new user namespace");
+        }
+        None
+    };
+    let mut time_offsets = Vec::new();
+    if let Some(offsets) = linux.time_offsets() {
+        if !offsets.is_empty() && !namespaces.new_time {
+            return err("linux.timeOffsets", "needs a new time namespace");
+        }
+        let mut keys: Vec<_> = offsets.iter().collect();
+        keys.sort_by_key(|(k, _)| k.as_str());
+        for (clock, o) in keys {
+            if clock != "monotonic" && clock != "boottime" {
+                return err(
+                    format!("linux.timeOffsets.{clock}"),
+                    "only monotonic and boottime clocks have offsets",
+                );
+            }
+            let nanos = o.nanosecs().unwrap_or(0);
+            if nanos >= 1_000_000_000 {
+                return err(
+                    format!("linux.timeOffsets.{clock}.nanosecs"),
+                    "must be below 1000000000",
+                );
+            }
+            time_offsets.push((clock.clone(), o.secs().unwrap_or(0), nanos));
+        }
+    }
+
     Ok(Plan {
         id: input.id.to_string(),
         bundle: input.bundle.to_path_buf(),
@@ -353,6 +427,7 @@ pub fn build(spec: &Spec, input: &Input<'_>) -> R<Plan> {
         mounts,
         cgroup_mount,
         devices,
+        bind_devices: in_user,
         dev_symlinks: !dev_bound,
         readonly_root: root.readonly().unwrap_or(false),
         pivot: !input.no_pivot,
@@ -368,6 +443,8 @@ pub fn build(spec: &Spec, input: &Input<'_>) -> R<Plan> {
             .as_ref()
             .map(super::seccomp::filter)
             .transpose()?,
+        id_maps,
+        time_offsets,
         annotations: spec
             .annotations()
             .as_ref()
@@ -410,6 +487,8 @@ fn namespaces(list: &[oci_spec::runtime::LinuxNamespace], layout: &Layout) -> R<
         join_pid: None,
         unshare_cgroup: false,
         kinds: Vec::new(),
+        new_time: false,
+        user: false,
     };
     let mut seen = HashSet::new();
     for (i, n) in list.iter().enumerate() {
@@ -421,26 +500,27 @@ fn namespaces(list: &[oci_spec::runtime::LinuxNamespace], layout: &Layout) -> R<
                 format!("{} namespace listed twice", ns_name(t)),
             );
         }
-        if matches!(t, LinuxNamespaceType::User | LinuxNamespaceType::Time) {
-            return err(
-                format!("{field}.type"),
-                format!("{} namespaces are not supported yet", ns_name(t)),
-            );
-        }
         ns.kinds.push(ns_name(t).to_string());
+        if t == LinuxNamespaceType::User {
+            ns.user = true;
+        }
         match n.path() {
             Some(p) if !p.as_os_str().is_empty() => {
                 if !p.is_absolute() {
                     return err(format!("{field}.path"), "must be an absolute path");
                 }
-                if t == LinuxNamespaceType::Pid {
+                if t == LinuxNamespaceType::Time {
+                    ns.join.push((ns_flag(t), p.clone()));
+                } else if t == LinuxNamespaceType::Pid {
                     ns.join_pid = Some(p.clone());
                 } else {
                     ns.join.push((ns_flag(t), p.clone()));
                 }
             }
             _ => {
-                if t == LinuxNamespaceType::Cgroup && !layout.is_v2() {
+                if t == LinuxNamespaceType::Time {
+                    ns.new_time = true;
+                } else if t == LinuxNamespaceType::Cgroup && !layout.is_v2() {
                     // v1: the child is moved into its cgroups after clone, so the namespace
                     // (rooted at the current cgroup) is created after that
                     ns.unshare_cgroup = true;
@@ -449,6 +529,16 @@ fn namespaces(list: &[oci_spec::runtime::LinuxNamespace], layout: &Layout) -> R<
                 }
             }
         }
+    }
+    if ns.clone_flags.contains(CloneFlags::CLONE_NEWUSER)
+        && (ns.join_pid.is_some() || !ns.join.is_empty())
+    {
+        // Namespaces joined after a new user namespace would need privileges the container's
+        // root does not have over the host's namespaces; join their user namespace instead.
+        return err(
+            "linux.namespaces",
+            "a new user namespace cannot be combined with namespaces joined by path (join their user namespace by path too)",
+        );
     }
     if !seen.contains("mount") {
         return err(
@@ -794,7 +884,7 @@ mod tests {
             ),
             (
                 BASE.replace(r#"{"type": "pid"}"#, r#"{"type": "user"}"#),
-                "linux.namespaces[0].type",
+                "linux.namespaces",
             ),
             (
                 BASE.replace(r#"{"type": "uts"}"#, r#"{"type": "pid"}"#),
@@ -835,6 +925,37 @@ mod tests {
             let e = plan(&json, &v1()).unwrap_err();
             assert_eq!(e.field, field, "{e}");
         }
+    }
+
+    #[test]
+    fn user_and_time_namespaces() {
+        let own = r#""namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "uts"}, {"type": "user"}, {"type": "time"}],"#;
+        let json = BASE.replace(
+            r#""namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "uts"}, {"type": "cgroup"},
+                           {"type": "network", "path": "/var/run/netns/x"}],"#,
+            own,
+        );
+        assert_eq!(plan(&json, &v1()).unwrap_err().field, "linux.uidMappings");
+        let json = json.replace(
+            own,
+            &format!(
+                r#"{own} "uidMappings": [{{"containerID": 0, "hostID": 100000, "size": 65536}}],
+                 "gidMappings": [{{"containerID": 0, "hostID": 200000, "size": 10}}],
+                 "timeOffsets": {{"monotonic": {{"secs": 86400, "nanosecs": 5}}}},"#
+            ),
+        );
+        let p = plan(&json, &v1()).unwrap();
+        assert!(p.namespaces.clone_flags.contains(CloneFlags::CLONE_NEWUSER));
+        assert!(p.namespaces.new_time && p.namespaces.user && p.bind_devices);
+        let maps = p.id_maps.unwrap();
+        assert_eq!(maps.uid, vec![(0, 100000, 65536)]);
+        assert_eq!(maps.gid, vec![(0, 200000, 10)]);
+        assert_eq!(p.time_offsets, vec![("monotonic".to_string(), 86400, 5)]);
+        let bad = json.replace("monotonic", "realtime");
+        assert_eq!(
+            plan(&bad, &v1()).unwrap_err().field,
+            "linux.timeOffsets.realtime"
+        );
     }
 
     #[test]
