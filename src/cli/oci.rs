@@ -110,7 +110,7 @@ pub fn dispatch(cmd: Command, root: &Path, log: &Logger) -> Result<i32> {
             c.warnings.iter().for_each(|w| log.warn(w));
             log.debug(&format!("created {} with init pid {}", a.id, c.pid));
         }
-        Command::Start { id } => rt.start(&id)?,
+        Command::Start { id } => rt.start(&id)?.iter().for_each(|w| log.warn(w)),
         Command::State { id } => {
             println!("{}", serde_json::to_string_pretty(&rt.state(&id)?)?);
         }
@@ -118,7 +118,7 @@ pub fn dispatch(cmd: Command, root: &Path, log: &Logger) -> Result<i32> {
             let sig = berth::linux::signal::parse(&signal).map_err(anyhow::Error::msg)?;
             rt.kill(&id, sig, all)?;
         }
-        Command::Delete { force, id } => rt.delete(&id, force)?,
+        Command::Delete { force, id } => rt.delete(&id, force)?.iter().for_each(|w| log.warn(w)),
         Command::Run(a) => {
             let opts = RunOptions {
                 create: a.flags.options(),

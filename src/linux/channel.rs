@@ -26,6 +26,10 @@ pub enum Msg {
     Terminal,
     /// init → parent: the seccomp notify listener fd rides along, for `listenerPath`.
     Seccomp,
+    /// init → parent: the namespaces exist; run prestart/createRuntime hooks, send the state.
+    Hooks,
+    /// parent → init: the container's state JSON, for the hooks the init runs.
+    State(String),
 }
 
 impl Msg {
@@ -37,6 +41,8 @@ impl Msg {
             Msg::Error(t) => (b'E', t.as_str()),
             Msg::Terminal => (b'T', ""),
             Msg::Seccomp => (b'S', ""),
+            Msg::Hooks => (b'H', ""),
+            Msg::State(t) => (b'J', t.as_str()),
         };
         let mut v = Vec::with_capacity(1 + text.len());
         v.push(tag);
@@ -53,6 +59,8 @@ impl Msg {
             b'E' => Msg::Error(text()),
             b'T' => Msg::Terminal,
             b'S' => Msg::Seccomp,
+            b'H' => Msg::Hooks,
+            b'J' => Msg::State(text()),
             _ => return None,
         })
     }

@@ -15,10 +15,11 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use super::error::{Error, Result};
+use super::hooks;
 use super::init::{self, InitIo, StartSignal, TerminalTo};
 use super::plan::{self, Plan};
 use super::spec::{self, SpecError};
-use super::state::{EXEC_FIFO, Locked, Record, STATE_VERSION, Store};
+use super::state::{EXEC_FIFO, Locked, Record, STATE_VERSION, Status, Store};
 use crate::linux::cgroup::{self, Dirs, Layout};
 use crate::linux::channel::{Channel, Msg};
 use crate::linux::seccomp;
@@ -265,6 +266,7 @@ fn spawn_steps(
         cgroup: dirs.clone(),
         cgroup_created: Vec::new(),
         namespaces: plan.namespaces.kinds.clone(),
+        hooks: (plan.hooks != Default::default()).then(|| plan.hooks.clone()),
     };
     locked.write(&record)?;
     let created = cgroup::create(layout, dirs)?;
@@ -365,7 +367,23 @@ fn spawn_steps(
         }
         parent.send(&Msg::Go)?;
     }
-    let ready = wait_ready(&parent, pid)?;
+    let ready = wait_ready(&parent, pid, &mut || {
+        // prestart (deprecated) and createRuntime: in our namespaces, while the init waits
+        let mut rec = record.clone();
+        rec.pid = pid;
+        let state = rec.hook_state(Status::Creating);
+        let h = &plan.hooks;
+        hooks::run_all("prestart", h.prestart().as_deref().unwrap_or(&[]), &state)
+            .and_then(|_| {
+                hooks::run_all(
+                    "createRuntime",
+                    h.create_runtime().as_deref().unwrap_or(&[]),
+                    &state,
+                )
+            })
+            .map_err(Error::Init)?;
+        Ok(state)
+    })?;
     record.pid_start = proc::stat(pid)
         .map(|s| s.start_time)
         .ok_or_else(|| Error::Init("container init exited right after setup".into()))?;
@@ -461,17 +479,27 @@ pub(crate) struct Ready {
     pub seccomp: Option<OwnedFd>,
 }
 
-/// Read the child's messages until it is ready (or has failed).
-pub(crate) fn wait_ready(ch: &Channel, pid: i32) -> Result<Ready> {
+/// Read the child's messages until it is ready (or has failed). `hooks` runs the runtime's
+/// hooks when the init asks, and returns the state JSON for the init's own hooks.
+pub(crate) fn wait_ready(
+    ch: &Channel,
+    pid: i32,
+    hooks: &mut dyn FnMut() -> Result<String>,
+) -> Result<Ready> {
     let mut ready = Ready::default();
     loop {
         match ch.recv_with_fd()? {
             Some((Msg::Ready, _)) => return Ok(ready),
+            Some((Msg::Hooks, _)) => {
+                let state = hooks()?;
+                ch.send(&Msg::State(state))?;
+                ch.send(&Msg::Go)?;
+            }
             Some((Msg::Warning(w), _)) => ready.warnings.push(w),
             Some((Msg::Terminal, fd)) => ready.terminal = fd,
             Some((Msg::Seccomp, fd)) => ready.seccomp = fd,
             Some((Msg::Error(e), _)) => return Err(Error::Init(e)),
-            Some((Msg::Go, _)) | None => {
+            Some((Msg::Go, _)) | Some((Msg::State(_), _)) | None => {
                 let status = waitpid(Pid::from_raw(pid), None);
                 return Err(Error::Init(format!(
                     "container init exited during setup without a report ({})",

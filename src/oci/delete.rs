@@ -11,8 +11,8 @@ use super::kill::{signal_all, signal_init};
 use super::state::{Record, Status, Store};
 use crate::linux::{SysError, cgroup, proc, sys};
 
-/// `berth delete`.
-pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
+/// `berth delete`. Returns warnings (failed poststop hooks).
+pub fn delete(store: &Store, id: &str, force: bool) -> Result<Vec<String>> {
     let (locked, rec) = match store.open(id, true) {
         Ok(x) => x,
         // A directory without state.json is what a crashed create leaves: with --force, clean it.
@@ -21,7 +21,7 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
             if super::state::validate_id(id).is_ok() && dir.is_dir() {
                 let _ = std::fs::remove_dir_all(&dir);
             }
-            return Ok(());
+            return Ok(Vec::new());
         }
         Err(e) => return Err(e),
     };
@@ -58,7 +58,15 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<()> {
         std::thread::sleep(Duration::from_millis(5));
     }
     cgroup::remove(&rec.cgroup, &rec.cgroup_created)?;
-    locked.remove()
+    locked.remove()?;
+    Ok(
+        match rec.hooks.as_ref().and_then(|h| h.poststop().as_ref()) {
+            Some(list) if !list.is_empty() => {
+                super::hooks::run_all_warn("poststop", list, &rec.hook_state(Status::Stopped))
+            }
+            _ => Vec::new(),
+        },
+    )
 }
 
 /// Wait until the init has exited (up to 10 s).

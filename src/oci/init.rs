@@ -11,6 +11,7 @@ use std::os::fd::{AsFd, OwnedFd, RawFd};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sched::CloneFlags;
 
+use super::hooks;
 use super::plan::Plan;
 use crate::linux::channel::{Channel, Msg};
 use crate::linux::process::{self, ProcessPlan};
@@ -56,6 +57,8 @@ pub(crate) struct Prepared {
     pub env: Vec<CString>,
     /// seccomp still to load, just before exec.
     pub late_seccomp: bool,
+    /// The state JSON for startContainer hooks.
+    pub hook_state: Option<String>,
 }
 
 impl Prepared {
@@ -112,7 +115,9 @@ pub(crate) fn run(plan: &Plan, io: InitIo) -> ! {
     if matches!(io.start, StartSignal::Fifo(_)) && io.channel.send(&Msg::Ready).is_err() {
         sys::exit_now(1);
     }
-    if let Err(e) = wait_for_start(&io) {
+    if let Err(e) =
+        wait_for_start(&io).and_then(|_| start_container_hooks(plan, prepared.hook_state.as_ref()))
+    {
         let _ = io.channel.send(&Msg::Error(e.to_string()));
         sys::exit_now(1);
     }
@@ -220,6 +225,16 @@ fn setup(plan: &Plan, io: &InitIo) -> Result<Prepared> {
     if plan.dev_symlinks {
         mount::create_dev_symlinks(root.as_fd())?;
     }
+    // The runtime's hooks run now (the parent, in its namespaces), then createContainer ones
+    // here, in the container's mount namespace, before pivot_root.
+    let hook_state = if plan.has_setup_hooks() {
+        let state = request_hooks(&io.channel)?;
+        let h = plan.hooks.create_container().as_deref().unwrap_or(&[]);
+        hooks::run_all("createContainer", h, &state).map_err(|e| SysError::other("hooks", e))?;
+        Some(state)
+    } else {
+        None
+    };
     if plan.pivot {
         mount::pivot_root(root.as_fd())?;
     } else {
@@ -246,7 +261,33 @@ fn setup(plan: &Plan, io: &InitIo) -> Result<Prepared> {
     if plan.readonly_root {
         mount::readonly_root()?;
     }
-    prepare_process(&plan.process, io)
+    let mut prepared = prepare_process(&plan.process, io)?;
+    prepared.hook_state = hook_state;
+    Ok(prepared)
+}
+
+/// Ask the parent to run the runtime's hooks; returns the state JSON it sends back.
+fn request_hooks(ch: &Channel) -> Result<String> {
+    ch.send(&Msg::Hooks)?;
+    let state = match ch.recv()? {
+        Some(Msg::State(s)) => s,
+        _ => return Err(SysError::other("hooks", "parent went away")),
+    };
+    wait_for_go(ch)?;
+    Ok(state)
+}
+
+/// startContainer hooks: in the container, after start, before the program.
+fn start_container_hooks(plan: &Plan, state: Option<&String>) -> Result<()> {
+    let list = plan.hooks.start_container().as_deref().unwrap_or(&[]);
+    if list.is_empty() {
+        return Ok(());
+    }
+    let mut st: serde_json::Value = state
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default();
+    st["status"] = "created".into();
+    hooks::run_all("startContainer", list, &st.to_string()).map_err(|e| SysError::other("hooks", e))
 }
 
 /// A time namespace's offsets can only be written before any process is in it: create it for
@@ -350,6 +391,7 @@ pub(crate) fn prepare_process(p: &ProcessPlan, io: &InitIo) -> Result<Prepared> 
         exe,
         env,
         late_seccomp: io.seccomp.is_some() && !early,
+        hook_state: None,
     })
 }
 

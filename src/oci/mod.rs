@@ -9,6 +9,7 @@ mod delete;
 mod error;
 mod exec;
 mod foreground;
+pub mod hooks;
 mod init;
 mod kill;
 mod list;
@@ -68,8 +69,8 @@ impl Runtime {
         create::create(&self.store, id, opts)
     }
 
-    /// Start a created container's process.
-    pub fn start(&self, id: &str) -> Result<()> {
+    /// Start a created container's process. Returns warnings (failed poststart hooks).
+    pub fn start(&self, id: &str) -> Result<Vec<String>> {
         start::start(&self.store, id)
     }
 
@@ -85,7 +86,8 @@ impl Runtime {
     }
 
     /// Delete a container: its processes (with `force`, or if only created), cgroup and state.
-    pub fn delete(&self, id: &str, force: bool) -> Result<()> {
+    /// Returns warnings (failed poststop hooks).
+    pub fn delete(&self, id: &str, force: bool) -> Result<Vec<String>> {
         delete::delete(&self.store, id, force)
     }
 

@@ -52,6 +52,22 @@ pub struct IdMaps {
     pub gid: Vec<(u32, u32, u32)>,
 }
 
+impl Plan {
+    /// True if hooks must run while the init waits (the runtime's, or the init's own, which
+    /// need the state JSON from the parent).
+    pub fn has_setup_hooks(&self) -> bool {
+        let h = &self.hooks;
+        [
+            h.prestart(),
+            h.create_runtime(),
+            h.create_container(),
+            h.start_container(),
+        ]
+        .iter()
+        .any(|l| l.as_ref().is_some_and(|v| !v.is_empty()))
+    }
+}
+
 /// The container's cgroup: where, and what to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CgroupPlan {
@@ -93,6 +109,8 @@ pub struct Plan {
     pub id_maps: Option<IdMaps>,
     /// Offsets of a new time namespace: (clock name, seconds, nanoseconds).
     pub time_offsets: Vec<(String, i64, u32)>,
+    /// Lifecycle hooks.
+    pub hooks: oci_spec::runtime::Hooks,
     pub annotations: BTreeMap<String, String>,
 }
 
@@ -445,6 +463,7 @@ pub fn build(spec: &Spec, input: &Input<'_>) -> R<Plan> {
             .transpose()?,
         id_maps,
         time_offsets,
+        hooks: spec.hooks().clone().unwrap_or_default(),
         annotations: spec
             .annotations()
             .as_ref()

@@ -46,17 +46,19 @@ pub fn run(store: &Store, id: &str, opts: &RunOptions) -> Result<(Outcome, Vec<S
     if let Some(Msg::Error(e)) = s.channel.recv()? {
         return Err(Error::Init(e)); // `s` drops: its undo removes everything
     }
+    let mut post = super::start::poststart(&s.locked.read()?);
     if let Some(p) = &opts.create.pid_file {
         write_pid_file(p, s.pid)?;
     }
     let create::Spawned {
         pid,
-        warnings,
+        mut warnings,
         terminal,
         locked,
         undo,
         ..
     } = s;
+    warnings.append(&mut post);
     let Some(fg) = fg else {
         undo.commit();
         return Ok((Outcome::Detached { pid }, warnings));
@@ -65,8 +67,9 @@ pub fn run(store: &Store, id: &str, opts: &RunOptions) -> Result<(Outcome, Vec<S
     let code = fg.wait(pid, terminal)?;
     undo.commit();
     match super::delete::delete(store, id, true) {
+        Ok(mut w) => warnings.append(&mut w),
         // someone deleted it meanwhile: the exit code still stands
-        Ok(()) | Err(Error::NotFound(_)) => {}
+        Err(Error::NotFound(_)) => {}
         Err(e) => return Err(e),
     }
     Ok((Outcome::Exited { code }, warnings))

@@ -10,8 +10,8 @@ use super::error::{Error, Result};
 use super::state::{EXEC_FIFO, Status, Store};
 use crate::linux::SysError;
 
-/// `berth start`.
-pub fn start(store: &Store, id: &str) -> Result<()> {
+/// `berth start`. Returns warnings (failed poststart hooks).
+pub fn start(store: &Store, id: &str) -> Result<Vec<String>> {
     let (locked, rec) = store.open(id, true)?;
     let status = locked.status(&rec);
     if status != Status::Created {
@@ -39,5 +39,15 @@ pub fn start(store: &Store, id: &str) -> Result<()> {
         .map_err(|e| SysError::new(format!("write {}", fifo.display()), e))?;
     std::fs::remove_file(&fifo)
         .map_err(|e| SysError::new(format!("remove {}", fifo.display()), e))?;
-    Ok(())
+    Ok(poststart(&rec))
+}
+
+/// poststart hooks: after the program started; failures are warnings.
+pub(crate) fn poststart(rec: &super::state::Record) -> Vec<String> {
+    match rec.hooks.as_ref().and_then(|h| h.poststart().as_ref()) {
+        Some(list) if !list.is_empty() => {
+            super::hooks::run_all_warn("poststart", list, &rec.hook_state(Status::Running))
+        }
+        _ => Vec::new(),
+    }
 }

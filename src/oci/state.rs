@@ -75,6 +75,24 @@ pub struct Record {
     /// Namespaces the container does not share with the host (`pid`, `network`, ...): what
     /// `exec` joins.
     pub namespaces: Vec<String>,
+    /// Hooks still to run after create (poststart, poststop).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<oci_spec::runtime::Hooks>,
+}
+
+impl Record {
+    /// The state JSON hooks get on stdin, with `status` as given.
+    pub fn hook_state(&self, status: Status) -> String {
+        serde_json::json!({
+            "ociVersion": OCI_VERSION,
+            "id": self.id,
+            "status": status,
+            "pid": self.pid,
+            "bundle": self.bundle,
+            "annotations": self.annotations,
+        })
+        .to_string()
+    }
 }
 
 /// The runtime-spec state of a container, as `berth state` prints it.
@@ -338,6 +356,7 @@ mod tests {
             cgroup: Dirs::V2("/sys/fs/cgroup/x".into()),
             cgroup_created: vec![],
             namespaces: vec!["pid".into()],
+            hooks: None,
         };
         l.write(&rec).unwrap();
         assert_eq!(l.read().unwrap(), rec);
