@@ -126,7 +126,7 @@ mod tests {
         let bad = hook(
             serde_json::json!({"path": "/bin/sh", "args": ["sh", "-c", "echo oops >&2; exit 3"]}),
         );
-        let e = run_all("prestart", &[bad.clone()], "{}").unwrap_err();
+        let e = run_all("prestart", std::slice::from_ref(&bad), "{}").unwrap_err();
         assert_eq!(e, "prestart hook #0 (/bin/sh): exit status: 3: oops");
         assert_eq!(run_all_warn("poststop", &[bad], "{}").len(), 1);
 
