@@ -82,6 +82,22 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         ps_args: Vec<String>,
     },
+    /// Freeze every process of a container.
+    Pause { id: String },
+    /// Thaw a paused container.
+    Resume { id: String },
+    /// Change a container's cgroup limits.
+    Update(oci::UpdateArgs),
+    /// Print resource usage (--stats: once), or stats and OOM events every interval.
+    Events {
+        /// Print the usage once and exit.
+        #[arg(long)]
+        stats: bool,
+        /// Time between stats events (like 5s, 500ms).
+        #[arg(long, default_value = "5s")]
+        interval: humantime::Duration,
+        id: String,
+    },
     /// Write a default config.json.
     Spec {
         /// Directory to write config.json into.

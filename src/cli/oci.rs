@@ -101,6 +101,119 @@ pub struct ExecArgs {
     args: Vec<String>,
 }
 
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// Resources JSON (config.json's linux.resources) from a file, or - for stdin.
+    #[arg(short, long)]
+    resources: Option<PathBuf>,
+    /// Memory limit (bytes, or with k/m/g/t; -1 unlimited).
+    #[arg(long)]
+    memory: Option<String>,
+    /// Memory soft limit.
+    #[arg(long = "memory-reservation")]
+    memory_reservation: Option<String>,
+    /// Memory plus swap limit.
+    #[arg(long = "memory-swap")]
+    memory_swap: Option<String>,
+    /// CPU shares (relative weight).
+    #[arg(long = "cpu-share")]
+    cpu_share: Option<u64>,
+    /// CFS quota in microseconds (-1: none).
+    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
+    cpu_quota: Option<i64>,
+    /// CFS period in microseconds.
+    #[arg(long = "cpu-period")]
+    cpu_period: Option<u64>,
+    /// CPUs to run on (0-3, 0,1).
+    #[arg(long = "cpuset-cpus")]
+    cpuset_cpus: Option<String>,
+    /// Memory nodes to use.
+    #[arg(long = "cpuset-mems")]
+    cpuset_mems: Option<String>,
+    /// Maximum number of processes (0 or -1: unlimited).
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
+    pids_limit: Option<i64>,
+    /// Block I/O weight (10..1000).
+    #[arg(long = "blkio-weight")]
+    blkio_weight: Option<u16>,
+    id: String,
+}
+
+fn update_resources(a: &UpdateArgs) -> Result<oci_spec::runtime::LinuxResources> {
+    use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxPids, LinuxResources};
+    let mut res: LinuxResources = match &a.resources {
+        None => LinuxResources::default(),
+        Some(p) => {
+            let text = if p.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin()).context("read resources from stdin")?
+            } else {
+                std::fs::read_to_string(p).with_context(|| format!("read {}", p.display()))?
+            };
+            let de = &mut serde_json::Deserializer::from_str(&text);
+            serde_path_to_error::deserialize(de)
+                .map_err(|e| anyhow::anyhow!("resources: {}: {}", e.path(), e.inner()))?
+        }
+    };
+    let size = |flag: &str, v: &Option<String>| -> Result<Option<i64>> {
+        v.as_deref()
+            .map(|s| berth::oci::update::parse_size(flag, s).map_err(anyhow::Error::msg))
+            .transpose()
+    };
+    let (limit, reservation, swap) = (
+        size("--memory", &a.memory)?,
+        size("--memory-reservation", &a.memory_reservation)?,
+        size("--memory-swap", &a.memory_swap)?,
+    );
+    if limit.is_some() || reservation.is_some() || swap.is_some() {
+        let mut m = res.memory().clone().unwrap_or_else(LinuxMemory::default);
+        if limit.is_some() {
+            m.set_limit(limit);
+        }
+        if reservation.is_some() {
+            m.set_reservation(reservation);
+        }
+        if swap.is_some() {
+            m.set_swap(swap);
+        }
+        res.set_memory(Some(m));
+    }
+    if a.cpu_share.is_some()
+        || a.cpu_quota.is_some()
+        || a.cpu_period.is_some()
+        || a.cpuset_cpus.is_some()
+        || a.cpuset_mems.is_some()
+    {
+        let mut c = res.cpu().clone().unwrap_or_else(LinuxCpu::default);
+        if a.cpu_share.is_some() {
+            c.set_shares(a.cpu_share);
+        }
+        if a.cpu_quota.is_some() {
+            c.set_quota(a.cpu_quota);
+        }
+        if a.cpu_period.is_some() {
+            c.set_period(a.cpu_period);
+        }
+        if a.cpuset_cpus.is_some() {
+            c.set_cpus(a.cpuset_cpus.clone());
+        }
+        if a.cpuset_mems.is_some() {
+            c.set_mems(a.cpuset_mems.clone());
+        }
+        res.set_cpu(Some(c));
+    }
+    if let Some(p) = a.pids_limit {
+        let mut pids = LinuxPids::default();
+        pids.set_limit(p);
+        res.set_pids(Some(pids));
+    }
+    if let Some(w) = a.blkio_weight {
+        let mut b = res.block_io().clone().unwrap_or_else(LinuxBlockIo::default);
+        b.set_weight(Some(w));
+        res.set_block_io(Some(b));
+    }
+    Ok(res)
+}
+
 /// Run one OCI verb; returns the exit code.
 pub fn dispatch(cmd: Command, root: &Path, log: &Logger) -> Result<i32> {
     let rt = Runtime::new(root);
@@ -131,6 +244,27 @@ pub fn dispatch(cmd: Command, root: &Path, log: &Logger) -> Result<i32> {
             }
         }
         Command::Exec(a) => return exec(&rt, a, log),
+        Command::Pause { id } => rt.pause(&id)?,
+        Command::Resume { id } => rt.resume(&id)?,
+        Command::Update(a) => rt.update(&a.id, &update_resources(&a)?)?,
+        Command::Events {
+            stats,
+            interval,
+            id,
+        } => {
+            if stats {
+                let ev = berth::oci::Event {
+                    kind: "stats",
+                    id: id.clone(),
+                    data: Some(rt.stats(&id)?),
+                };
+                println!("{}", serde_json::to_string(&ev)?);
+            } else {
+                rt.events(&id, interval.into(), &mut |ev| {
+                    println!("{}", serde_json::to_string(ev).unwrap_or_default());
+                })?;
+            }
+        }
         Command::List { format, quiet } => list(&rt, &format, quiet)?,
         Command::Ps {
             format,

@@ -27,7 +27,7 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<Vec<String>> {
     };
     let status = locked.status(&rec);
     match status {
-        Status::Running if !force => {
+        Status::Running | Status::Paused if !force => {
             return Err(Error::State {
                 id: id.to_string(),
                 status,
@@ -37,6 +37,11 @@ pub fn delete(store: &Store, id: &str, force: bool) -> Result<Vec<String>> {
         Status::Stopped => {}
         _ => {
             signal_init(&rec, libc::SIGKILL)?;
+            if status == Status::Paused {
+                // frozen processes act on the SIGKILL once thawed
+                let _ = signal_all(&rec, libc::SIGKILL);
+                crate::linux::cgroup::freeze::set_frozen(&rec.cgroup, false)?;
+            }
             wait_gone(&rec)?;
         }
     }

@@ -7,14 +7,17 @@
 mod create;
 mod delete;
 mod error;
+mod events;
 mod exec;
 mod foreground;
 pub mod hooks;
 mod init;
 mod kill;
 mod list;
+mod pause;
 mod run;
 mod start;
+pub mod update;
 
 pub mod default_spec;
 pub mod features;
@@ -28,6 +31,7 @@ use std::path::{Path, PathBuf};
 
 pub use create::{CreateOptions, Created};
 pub use error::{Error, Result};
+pub use events::Event;
 pub use exec::ExecOptions;
 pub use run::{Outcome, RunOptions};
 pub use state::{State, Status};
@@ -109,6 +113,36 @@ impl Runtime {
     /// The host pids of a container's processes.
     pub fn ps(&self, id: &str) -> Result<Vec<i32>> {
         list::ps(&self.store, id)
+    }
+
+    /// Freeze every process of the container.
+    pub fn pause(&self, id: &str) -> Result<()> {
+        pause::pause(&self.store, id)
+    }
+
+    /// Thaw a paused container.
+    pub fn resume(&self, id: &str) -> Result<()> {
+        pause::resume(&self.store, id)
+    }
+
+    /// Change a container's cgroup limits.
+    pub fn update(&self, id: &str, res: &oci_spec::runtime::LinuxResources) -> Result<()> {
+        update::update(&self.store, id, res)
+    }
+
+    /// The container's resource usage.
+    pub fn stats(&self, id: &str) -> Result<crate::linux::cgroup::stats::Stats> {
+        events::stats(&self.store, id)
+    }
+
+    /// Stats (and OOM) events every `interval` until the container stops.
+    pub fn events(
+        &self,
+        id: &str,
+        interval: std::time::Duration,
+        emit: &mut dyn FnMut(&Event),
+    ) -> Result<()> {
+        events::stream(&self.store, id, interval, emit)
     }
 
     /// The process object of a container's config.json (the base `exec` builds on).

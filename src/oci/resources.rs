@@ -76,6 +76,8 @@ pub fn writes(
             }
         }
     }
+    block_io(res, v2, &mut w)?;
+    hugetlb(res, v2, &mut w)?;
     if let Some(u) = res.unified() {
         if !u.is_empty() {
             if !v2 {
@@ -218,6 +220,149 @@ fn memory(res: &LinuxResources, v2: bool, w: &mut Vec<Write>) -> Result<(), Spec
         if m.disable_oom_killer().unwrap_or(false) {
             w.push(Write::v1("memory", "memory.oom_control", 1));
         }
+    }
+    Ok(())
+}
+
+/// runc's conversion of a blkio weight (10..1000) to an io.weight (1..10000).
+pub fn blkio_to_io_weight(w: u16) -> u64 {
+    1 + (w.clamp(10, 1000) as u64 - 10) * 9999 / 990
+}
+
+fn block_io(res: &LinuxResources, v2: bool, w: &mut Vec<Write>) -> Result<(), SpecError> {
+    let Some(b) = res.block_io() else {
+        return Ok(());
+    };
+    let f = |k: &str| format!("{FIELD}.blockIO.{k}");
+    let check = |k: &str, v: u16| {
+        if (10..=1000).contains(&v) {
+            Ok(v)
+        } else {
+            Err(SpecError::new(f(k), format!("{v} is outside 10..1000")))
+        }
+    };
+    if let Some(weight) = b.weight() {
+        let weight = check("weight", weight)?;
+        w.push(if v2 {
+            Write::v2(
+                "io.weight",
+                format!("default {}", blkio_to_io_weight(weight)),
+            )
+        } else {
+            Write::v1("blkio", "blkio.weight", weight)
+        });
+    }
+    if let Some(lw) = b.leaf_weight() {
+        if v2 {
+            return Err(SpecError::new(
+                f("leafWeight"),
+                "has no cgroup v2 equivalent",
+            ));
+        }
+        w.push(Write::v1(
+            "blkio",
+            "blkio.leaf_weight",
+            check("leafWeight", lw)?,
+        ));
+    }
+    for (i, d) in b
+        .weight_device()
+        .as_deref()
+        .unwrap_or(&[])
+        .iter()
+        .enumerate()
+    {
+        let dev = format!("{}:{}", d.major(), d.minor());
+        if let Some(weight) = d.weight() {
+            let weight = check(&format!("weightDevice[{i}].weight"), weight)?;
+            w.push(if v2 {
+                Write::v2("io.weight", format!("{dev} {}", blkio_to_io_weight(weight)))
+            } else {
+                Write::v1("blkio", "blkio.weight_device", format!("{dev} {weight}"))
+            });
+        }
+        if let Some(lw) = d.leaf_weight() {
+            if v2 {
+                return Err(SpecError::new(
+                    f(&format!("weightDevice[{i}].leafWeight")),
+                    "has no cgroup v2 equivalent",
+                ));
+            }
+            w.push(Write::v1(
+                "blkio",
+                "blkio.leaf_weight_device",
+                format!("{dev} {lw}"),
+            ));
+        }
+    }
+    let throttles = [
+        (
+            "throttleReadBpsDevice",
+            b.throttle_read_bps_device(),
+            "blkio.throttle.read_bps_device",
+            "rbps",
+        ),
+        (
+            "throttleWriteBpsDevice",
+            b.throttle_write_bps_device(),
+            "blkio.throttle.write_bps_device",
+            "wbps",
+        ),
+        (
+            "throttleReadIOPSDevice",
+            b.throttle_read_iops_device(),
+            "blkio.throttle.read_iops_device",
+            "riops",
+        ),
+        (
+            "throttleWriteIOPSDevice",
+            b.throttle_write_iops_device(),
+            "blkio.throttle.write_iops_device",
+            "wiops",
+        ),
+    ];
+    for (_, list, v1_file, v2_key) in throttles {
+        for d in list.as_deref().unwrap_or(&[]) {
+            let dev = format!("{}:{}", d.major(), d.minor());
+            w.push(if v2 {
+                let rate = if d.rate() == 0 {
+                    "max".to_string()
+                } else {
+                    d.rate().to_string()
+                };
+                Write::v2("io.max", format!("{dev} {v2_key}={rate}"))
+            } else {
+                Write::v1("blkio", v1_file, format!("{dev} {}", d.rate()))
+            });
+        }
+    }
+    Ok(())
+}
+
+fn hugetlb(res: &LinuxResources, v2: bool, w: &mut Vec<Write>) -> Result<(), SpecError> {
+    for (i, h) in res
+        .hugepage_limits()
+        .as_deref()
+        .unwrap_or(&[])
+        .iter()
+        .enumerate()
+    {
+        let size = h.page_size();
+        if size.is_empty() || !size.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(SpecError::new(
+                format!("{FIELD}.hugepageLimits[{i}].pageSize"),
+                format!("{size:?} is not a page size like 2MB"),
+            ));
+        }
+        w.push(if v2 {
+            Write::v2(&format!("hugetlb.{size}.max"), h.limit())
+        } else {
+            Write::v1(
+                "hugetlb",
+                &format!("hugetlb.{size}.limit_in_bytes"),
+                h.limit(),
+            )
+        });
     }
     Ok(())
 }

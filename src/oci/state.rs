@@ -4,7 +4,8 @@
 //! ```text
 //!             create              start               process exits / kill
 //!  (none) ──► Creating ──► Created ──────► Running ─────────────────────────► Stopped
-//!                │            │                                                  │
+//!                │            │             pause ↓ ↑ resume                      │
+//!                │            │                Paused                             │
 //!                └─ failure ──┴──────────── kill ───────────────────────────────►│
 //!                 (rolled back)                                  delete ──► (none)
 //! ```
@@ -39,6 +40,7 @@ pub enum Status {
     Creating,
     Created,
     Running,
+    Paused,
     Stopped,
 }
 
@@ -48,6 +50,7 @@ impl std::fmt::Display for Status {
             Status::Creating => "creating",
             Status::Created => "created",
             Status::Running => "running",
+            Status::Paused => "paused",
             Status::Stopped => "stopped",
         })
     }
@@ -278,6 +281,8 @@ impl Locked {
             Status::Stopped
         } else if self.dir.join(EXEC_FIFO).exists() {
             Status::Created
+        } else if crate::linux::cgroup::freeze::is_frozen(&rec.cgroup) {
+            Status::Paused
         } else {
             Status::Running
         }

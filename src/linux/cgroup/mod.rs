@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+pub mod freeze;
+pub mod stats;
+
 use super::{Result, Step, SysError};
 
 /// One v1 hierarchy as mounted on the host.
