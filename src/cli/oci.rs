@@ -140,7 +140,7 @@ pub struct UpdateArgs {
 }
 
 fn update_resources(a: &UpdateArgs) -> Result<oci_spec::runtime::LinuxResources> {
-    use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxPids, LinuxResources};
+    use oci_spec::runtime::{LinuxPids, LinuxResources};
     let mut res: LinuxResources = match &a.resources {
         None => LinuxResources::default(),
         Some(p) => {
@@ -165,7 +165,7 @@ fn update_resources(a: &UpdateArgs) -> Result<oci_spec::runtime::LinuxResources>
         size("--memory-swap", &a.memory_swap)?,
     );
     if limit.is_some() || reservation.is_some() || swap.is_some() {
-        let mut m = res.memory().clone().unwrap_or_else(LinuxMemory::default);
+        let mut m = res.memory().unwrap_or_default();
         if limit.is_some() {
             m.set_limit(limit);
         }
@@ -183,7 +183,7 @@ fn update_resources(a: &UpdateArgs) -> Result<oci_spec::runtime::LinuxResources>
         || a.cpuset_cpus.is_some()
         || a.cpuset_mems.is_some()
     {
-        let mut c = res.cpu().clone().unwrap_or_else(LinuxCpu::default);
+        let mut c = res.cpu().clone().unwrap_or_default();
         if a.cpu_share.is_some() {
             c.set_shares(a.cpu_share);
         }
@@ -207,7 +207,7 @@ fn update_resources(a: &UpdateArgs) -> Result<oci_spec::runtime::LinuxResources>
         res.set_pids(Some(pids));
     }
     if let Some(w) = a.blkio_weight {
-        let mut b = res.block_io().clone().unwrap_or_else(LinuxBlockIo::default);
+        let mut b = res.block_io().clone().unwrap_or_default();
         b.set_weight(Some(w));
         res.set_block_io(Some(b));
     }

@@ -2,6 +2,9 @@
 //! the exec fifo the init waits on.
 
 use std::io::Write;
+use std::os::fd::AsFd;
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
@@ -34,11 +37,27 @@ pub fn start(store: &Store, id: &str) -> Result<Vec<String>> {
         }
         e => SysError::new(format!("open {}", fifo.display()), e).into(),
     })?;
-    std::fs::File::from(fd)
-        .write_all(b"0")
+    let mut f = std::fs::File::from(fd);
+    f.write_all(b"0")
         .map_err(|e| SysError::new(format!("write {}", fifo.display()), e))?;
     std::fs::remove_file(&fifo)
         .map_err(|e| SysError::new(format!("remove {}", fifo.display()), e))?;
+    // The init's end of the fifo is close-on-exec: when it is gone (POLLERR on ours), the
+    // program has been exec'd (or the init died), so poststart runs after the program started.
+    let mut fds = [PollFd::new(f.as_fd(), PollFlags::empty())];
+    loop {
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_)
+                if fds[0]
+                    .revents()
+                    .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP)) =>
+            {
+                break;
+            }
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(SysError::new("wait for the container's program", e).into()),
+        }
+    }
     Ok(poststart(&rec))
 }
 
