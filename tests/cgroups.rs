@@ -145,20 +145,57 @@ fn memory_limit_is_enforced() {
 
 #[test]
 fn v1_device_rules_are_written() {
-    if cgroup_v2() {
-        return; // v2 device rules need eBPF (not yet): the config is refused, see failures.rs
-    }
     let mut c = Ctr::new("cg-devices");
-    c.set("/linux/resources", json!({"devices": [{"allow": false, "access": "rwm"}, {"allow": true, "type": "c", "major": 4, "minor": 64, "access": "rw"}]}));
+    c.set(
+        "/linux/resources",
+        json!({"devices": [{"allow": false, "access": "rwm"}, {"allow": true, "type": "c", "major": 4, "minor": 64, "access": "rw"}]}),
+    );
+    // CAP_MKNOD: creating nodes is allowed ("c *:* m"); using one outside the list is not
+    let caps = json!(["CAP_MKNOD", "CAP_DAC_OVERRIDE"]);
+    c.set(
+        "/process/capabilities",
+        json!({"bounding": caps, "effective": caps, "permitted": caps}),
+    );
+    c.args(&["sleep", "1000"]);
     let pid = c.start();
     wait_comm(pid, "sleep");
-    let list = c.cgroup_file("devices", "devices.list");
-    let rules: Vec<&str> = list.lines().collect();
-    for want in ["c 4:64 rw", "c 1:3 rwm", "c 136:* rwm", "c *:* m"] {
-        assert!(rules.contains(&want), "{want} missing in {rules:?}");
+    if !cgroup_v2() {
+        let list = c.cgroup_file("devices", "devices.list");
+        let rules: Vec<&str> = list.lines().collect();
+        for want in ["c 4:64 rw", "c 1:3 rwm", "c 136:* rwm", "c *:* m"] {
+            assert!(rules.contains(&want), "{want} missing in {rules:?}");
+        }
+        assert!(
+            !rules.contains(&"a *:* rwm"),
+            "deny-all not applied: {rules:?}"
+        );
     }
-    assert!(
-        !rules.contains(&"a *:* rwm"),
-        "deny-all not applied: {rules:?}"
+}
+
+#[test]
+fn device_rules_deny_outside_the_list() {
+    let mut c = Ctr::new("cg-devices-deny");
+    c.set(
+        "/linux/resources",
+        json!({"devices": [{"allow": false, "access": "rwm"}]}),
     );
+    let caps = json!(["CAP_MKNOD", "CAP_DAC_OVERRIDE"]);
+    c.set(
+        "/process/capabilities",
+        json!({"bounding": caps, "effective": caps, "permitted": caps}),
+    );
+    // /dev/kmsg (1:11) takes writes from root without any capability: only the rules stop it
+    c.args(&["sh", "-c", "rm -f /tmp/kmsg; mknod /tmp/kmsg c 1 11 && echo made; echo berth-device-test > /tmp/kmsg 2>/dev/null || echo kmsg-denied; head -c1 /dev/zero | wc -c; echo x > /dev/null && echo null-ok"]);
+    let (code, out, err) = c.run();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "made\nkmsg-denied\n1\nnull-ok\n");
+    c.assert_gone();
+    // control: without the rules the same write goes through
+    c.set("/linux/resources", json!({}));
+    let (_, out, _) = c.run();
+    assert!(
+        out.starts_with("made\n") && !out.contains("kmsg-denied"),
+        "{out}"
+    );
+    c.assert_gone();
 }

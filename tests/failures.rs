@@ -142,20 +142,6 @@ fn cgroup_write_rejected_by_the_kernel() {
 }
 
 #[test]
-fn v2_device_rules_are_refused_for_now() {
-    if !cgroup_v2() {
-        return;
-    }
-    let mut c = Ctr::new("bad-v2-devices");
-    c.set(
-        "/linux/resources",
-        json!({"devices": [{"allow": false, "access": "rwm"}]}),
-    );
-    let err = fails_cleanly(&c);
-    assert!(err.contains("linux.resources.devices"), "{err}");
-}
-
-#[test]
 fn bad_cli_arguments() {
     let c = Ctr::new("bad-cli");
     let err = c.fails(&["kill", "x", "SIGNOPE"]);

@@ -272,6 +272,9 @@ fn spawn_steps(
     let created = cgroup::create(layout, dirs)?;
     undo.push(UndoStep::Cgroup(dirs.clone(), created.clone()));
     cgroup::apply(dirs, &plan.cgroup.writes)?;
+    if let (Dirs::V2(dir), false) = (dirs, plan.cgroup.device_rules.is_empty()) {
+        cgroup::devices::attach(dir, &plan.cgroup.device_rules)?;
+    }
     let cgroup_fd = cgroup::open_v2(dirs)?;
     let seccomp = plan
         .seccomp

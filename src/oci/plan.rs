@@ -73,6 +73,8 @@ impl Plan {
 pub struct CgroupPlan {
     pub dirs: Dirs,
     pub writes: Vec<Write>,
+    /// cgroup v2: device rules, for the eBPF program (v1 has them in `writes`).
+    pub device_rules: Vec<crate::linux::cgroup::devices::Rule>,
 }
 
 /// Everything `create` will do, as data.
@@ -228,9 +230,13 @@ pub fn build(spec: &Spec, input: &Input<'_>) -> R<Plan> {
             gid: d.gid().unwrap_or(0),
         });
     }
-    let writes = match linux.resources() {
-        Some(r) => resources::writes(r, input.layout.is_v2(), &extra_devices)?,
-        None => Vec::new(),
+    let (writes, device_rules) = match linux.resources() {
+        Some(r) if input.layout.is_v2() => (
+            resources::writes(r, true, &extra_devices)?,
+            resources::device_rules(r, &extra_devices)?,
+        ),
+        Some(r) => (resources::writes(r, false, &extra_devices)?, Vec::new()),
+        None => (Vec::new(), Vec::new()),
     };
 
     let mut mounts = Vec::new();
@@ -454,7 +460,11 @@ pub fn build(spec: &Spec, input: &Input<'_>) -> R<Plan> {
         hostname: spec.hostname().clone().filter(|h| !h.is_empty()),
         domainname: spec.domainname().clone().filter(|h| !h.is_empty()),
         sysctls,
-        cgroup: CgroupPlan { dirs, writes },
+        cgroup: CgroupPlan {
+            dirs,
+            writes,
+            device_rules,
+        },
         process: process_plan(process, "process")?,
         seccomp: linux
             .seccomp()

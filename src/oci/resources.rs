@@ -5,6 +5,7 @@ use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
 
 use super::spec::SpecError;
 use crate::linux::cgroup::Write;
+use crate::linux::cgroup::devices::{Rule, access_bits};
 
 const FIELD: &str = "linux.resources";
 
@@ -46,35 +47,12 @@ pub fn writes(
             Write::v1("pids", "pids.max", v)
         });
     }
-    if let Some(devs) = res.devices() {
-        if !devs.is_empty() {
-            if v2 {
-                return Err(SpecError::new(
-                    format!("{FIELD}.devices"),
-                    "device rules on cgroup v2 need an eBPF program, not supported yet",
-                ));
-            }
-            for (i, d) in devs.iter().enumerate() {
-                let rule = device_rule(d)
-                    .map_err(|m| SpecError::new(format!("{FIELD}.devices[{i}]"), m))?;
-                let file = if d.allow() {
-                    "devices.allow"
-                } else {
-                    "devices.deny"
-                };
-                w.push(Write::v1("devices", file, rule));
-            }
-            for rule in DEFAULT_ALLOWED {
-                w.push(Write::v1("devices", "devices.allow", rule));
-            }
-            for (t, major, minor) in extra_devices {
-                w.push(Write::v1(
-                    "devices",
-                    "devices.allow",
-                    format!("{t} {major}:{minor} rwm"),
-                ));
-            }
-        }
+    if !v2 {
+        w.extend(
+            device_rules(res, extra_devices)?
+                .iter()
+                .map(|r| r.v1_write()),
+        );
     }
     block_io(res, v2, &mut w)?;
     hugetlb(res, v2, &mut w)?;
@@ -102,30 +80,71 @@ pub fn writes(
     Ok(w)
 }
 
-fn device_rule(d: &LinuxDeviceCgroup) -> Result<String, String> {
-    let t = match d.typ() {
+/// The device rules of `res` (none if it has none), followed by the devices every container may
+/// use and the `linux.devices` nodes, as runc adds them. On v1 they become file writes, on v2
+/// an eBPF program.
+pub fn device_rules(
+    res: &LinuxResources,
+    extra_devices: &[(char, i64, i64)],
+) -> Result<Vec<Rule>, SpecError> {
+    let Some(devs) = res.devices().as_ref().filter(|d| !d.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let mut rules = Vec::new();
+    for (i, d) in devs.iter().enumerate() {
+        rules.push(device_rule(d).map_err(|m| SpecError::new(format!("{FIELD}.devices[{i}]"), m))?);
+    }
+    for text in DEFAULT_ALLOWED {
+        rules.push(parse_rule(text));
+    }
+    for (t, major, minor) in extra_devices {
+        rules.push(Rule {
+            allow: true,
+            kind: *t,
+            major: Some(*major as u32),
+            minor: Some(*minor as u32),
+            access: 7,
+        });
+    }
+    Ok(rules)
+}
+
+/// A rule written as v1 writes it (`c 1:3 rwm`), for the built-in list.
+fn parse_rule(text: &str) -> Rule {
+    let mut f = text.split_whitespace();
+    let kind = f.next().and_then(|k| k.chars().next()).unwrap_or('a');
+    let (maj, min) = f
+        .next()
+        .and_then(|d| d.split_once(':'))
+        .unwrap_or(("*", "*"));
+    Rule {
+        allow: true,
+        kind,
+        major: maj.parse().ok(),
+        minor: min.parse().ok(),
+        access: access_bits(f.next().unwrap_or("rwm")),
+    }
+}
+
+fn device_rule(d: &LinuxDeviceCgroup) -> Result<Rule, String> {
+    let kind = match d.typ() {
         None | Some(LinuxDeviceType::A) => 'a',
         Some(LinuxDeviceType::C) | Some(LinuxDeviceType::U) => 'c',
         Some(LinuxDeviceType::B) => 'b',
         Some(LinuxDeviceType::P) => return Err("type p is not a cgroup device type".into()),
     };
-    let num = |n: Option<i64>| match n {
-        None => "*".to_string(),
-        Some(n) if n < 0 => "*".to_string(),
-        Some(n) => n.to_string(),
-    };
+    let num = |n: Option<i64>| n.filter(|v| *v >= 0).map(|v| v as u32);
     let access = d.access().clone().unwrap_or_else(|| "rwm".into());
     if access.is_empty() || !access.chars().all(|c| matches!(c, 'r' | 'w' | 'm')) {
         return Err(format!("access {access:?} must be made of r, w, m"));
     }
-    if t == 'a' {
-        return Ok("a".into());
-    }
-    Ok(format!(
-        "{t} {}:{} {access}",
-        num(d.major()),
-        num(d.minor())
-    ))
+    Ok(Rule {
+        allow: d.allow(),
+        kind,
+        major: num(d.major()),
+        minor: num(d.minor()),
+        access: access_bits(&access),
+    })
 }
 
 fn memory(res: &LinuxResources, v2: bool, w: &mut Vec<Write>) -> Result<(), SpecError> {
@@ -516,13 +535,19 @@ mod tests {
         assert_eq!(e.field, "linux.resources.memory.limit");
         let e = writes(&res(r#"{"cpu":{"cpus":"zero"}}"#), true, &[]).unwrap_err();
         assert_eq!(e.field, "linux.resources.cpu.cpus");
-        let e = writes(
-            &res(r#"{"devices":[{"allow":false,"access":"rwm"}]}"#),
-            true,
-            &[],
-        )
-        .unwrap_err();
-        assert_eq!(e.field, "linux.resources.devices");
+        let e =
+            device_rules(&res(r#"{"devices":[{"allow":false,"access":"rwx"}]}"#), &[]).unwrap_err();
+        assert_eq!(e.field, "linux.resources.devices[0]");
+        // on v2 the rules are no file writes (they become an eBPF program)
+        assert!(
+            writes(
+                &res(r#"{"devices":[{"allow":false,"access":"rwm"}]}"#),
+                true,
+                &[]
+            )
+            .unwrap()
+            .is_empty()
+        );
     }
 
     #[test]

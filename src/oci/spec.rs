@@ -150,7 +150,7 @@ pub const FIELDS: &[(&str, Support)] = &[
     ("linux.netDevices", Support::No("not supported")),
     ("linux.cgroupsPath", Support::Yes),
     ("linux.resources", Support::Yes),
-    ("linux.resources.devices", Support::Partly("cgroup v1 only for now (v2 needs an eBPF program: hardening work)")),
+    ("linux.resources.devices", Support::Partly("v1: devices.allow/deny; v2: an eBPF program (not changeable by update)")),
     ("linux.resources.devices[].allow", Support::Yes),
     ("linux.resources.devices[].type", Support::Yes),
     ("linux.resources.devices[].major", Support::Yes),

@@ -21,6 +21,12 @@ pub fn update(store: &Store, id: &str, res: &LinuxResources) -> Result<()> {
         });
     }
     let v2 = matches!(rec.cgroup, Dirs::V2(_));
+    if v2 && res.devices().as_ref().is_some_and(|d| !d.is_empty()) {
+        // another attached program could only narrow access, never widen it
+        return Err(Error::Invalid(
+            "updating device rules on cgroup v2 is not supported".into(),
+        ));
+    }
     let mut writes = resources::writes(res, v2, &[]).map_err(|err| Error::Spec {
         file: "resources".into(),
         err,
