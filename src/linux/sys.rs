@@ -459,7 +459,7 @@ pub fn bpf_load_cgroup_device(insns: &[u8]) -> io::Result<OwnedFd> {
     let license = c"Apache-2.0";
     let mut name = [0u8; 16];
     name[..12].copy_from_slice(b"berth_device");
-    let attr = BpfProgLoad {
+    let mut attr = BpfProgLoad {
         prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
         insn_cnt: aligned.len() as u32,
         insns: aligned.as_ptr() as u64,
@@ -467,18 +467,39 @@ pub fn bpf_load_cgroup_device(insns: &[u8]) -> io::Result<OwnedFd> {
         prog_name: name,
         ..Default::default()
     };
-    // SAFETY: attr and the buffers it points to (instructions, license) outlive the call; its
-    // size is passed exactly and unused fields are zero, as bpf(2) requires.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_LOAD,
-            &attr as *const BpfProgLoad,
-            std::mem::size_of::<BpfProgLoad>(),
-        )
+    let load = |attr: &BpfProgLoad| {
+        // SAFETY: attr and the buffers it points to (instructions, license, log) outlive the
+        // call; its size is passed exactly and unused fields are zero, as bpf(2) requires.
+        unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_PROG_LOAD,
+                attr as *const BpfProgLoad,
+                std::mem::size_of::<BpfProgLoad>(),
+            )
+        }
     };
+    let mut ret = load(&attr);
     if ret < 0 {
-        return Err(io::Error::last_os_error());
+        let first = io::Error::last_os_error();
+        // Once more with the verifier's log, so that the error says why.
+        let mut log = vec![0u8; 64 * 1024];
+        attr.log_level = 1;
+        attr.log_size = log.len() as u32;
+        attr.log_buf = log.as_mut_ptr() as u64;
+        ret = load(&attr);
+        if ret < 0 {
+            let text = String::from_utf8_lossy(&log);
+            let text = text.trim_end_matches('\0').trim();
+            let tail: Vec<&str> = text.lines().rev().take(3).collect();
+            return Err(io::Error::new(
+                first.kind(),
+                format!(
+                    "{first}; verifier: {}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
+                ),
+            ));
+        }
     }
     // SAFETY: a new program fd owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) })
