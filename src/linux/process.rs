@@ -50,6 +50,59 @@ pub struct ProcessPlan {
     pub terminal: bool,
     pub console_size: Option<(u16, u16)>,
     pub oom_score_adj: Option<i32>,
+    /// sched_setattr parameters.
+    pub scheduler: Option<super::sys::Sched>,
+    /// I/O priority: (class, level).
+    pub io_priority: Option<(u32, u32)>,
+    /// personality(2) execution domain.
+    pub personality: Option<u64>,
+    /// AppArmor profile to exec into.
+    pub apparmor_profile: Option<String>,
+    /// SELinux label to exec into.
+    pub selinux_label: Option<String>,
+}
+
+/// Scheduling, I/O priority and execution domain: set before the user switch (real-time
+/// policies need CAP_SYS_NICE).
+pub fn set_scheduling(p: &ProcessPlan) -> Result<()> {
+    if let Some(s) = &p.scheduler {
+        super::sys::sched_setattr(s).step(|| format!("set scheduler (policy {})", s.policy))?;
+    }
+    if let Some((class, level)) = p.io_priority {
+        super::sys::ioprio_set(class, level)
+            .step(|| format!("set I/O priority class {class} level {level}"))?;
+    }
+    if let Some(persona) = p.personality {
+        super::sys::set_personality(persona as libc::c_ulong)
+            .step(|| format!("set personality {persona:#x}"))?;
+    }
+    Ok(())
+}
+
+/// Ask the LSMs to move the program into its AppArmor profile / SELinux label at exec.
+pub fn set_exec_labels(p: &ProcessPlan) -> Result<()> {
+    if let Some(profile) = &p.apparmor_profile {
+        let text = format!("exec {profile}");
+        std::fs::write("/proc/self/attr/apparmor/exec", &text)
+            .or_else(|_| std::fs::write("/proc/self/attr/exec", &text))
+            .step(|| format!("set AppArmor profile {profile}"))?;
+    }
+    if let Some(label) = &p.selinux_label {
+        std::fs::write("/proc/self/attr/exec", label)
+            .step(|| format!("set SELinux label {label}"))?;
+    }
+    Ok(())
+}
+
+/// Whether the host enforces AppArmor.
+pub fn apparmor_enabled() -> bool {
+    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|s| s.trim() == "Y")
+}
+
+/// Whether the host runs SELinux.
+pub fn selinux_enabled() -> bool {
+    std::path::Path::new("/sys/fs/selinux/enforce").exists()
 }
 
 impl ProcessPlan {

@@ -527,3 +527,254 @@ pub fn bpf_attach_cgroup_device(cgroup: BorrowedFd<'_>, prog: BorrowedFd<'_>) ->
     }
     Ok(())
 }
+
+/// `struct sched_attr` (version 1, 56 bytes).
+#[repr(C)]
+#[derive(Default)]
+struct SchedAttr {
+    size: u32,
+    policy: u32,
+    flags: u64,
+    nice: i32,
+    priority: u32,
+    runtime: u64,
+    deadline: u64,
+    period: u64,
+    util_min: u32,
+    util_max: u32,
+}
+
+/// Scheduling of the calling process (`sched_setattr(2)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Sched {
+    pub policy: u32,
+    pub flags: u64,
+    pub nice: i32,
+    pub priority: u32,
+    pub runtime: u64,
+    pub deadline: u64,
+    pub period: u64,
+}
+
+/// Set the calling process's scheduling policy and parameters.
+pub fn sched_setattr(s: &Sched) -> io::Result<()> {
+    let attr = SchedAttr {
+        size: std::mem::size_of::<SchedAttr>() as u32,
+        policy: s.policy,
+        flags: s.flags,
+        nice: s.nice,
+        priority: s.priority,
+        runtime: s.runtime,
+        deadline: s.deadline,
+        period: s.period,
+        ..Default::default()
+    };
+    // SAFETY: attr lives across the call and carries its own size.
+    let ret = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Set the calling process's I/O priority (`ioprio_set(IOPRIO_WHO_PROCESS, 0, ...)`).
+pub fn ioprio_set(class: u32, level: u32) -> io::Result<()> {
+    const IOPRIO_WHO_PROCESS: libc::c_int = 1;
+    let prio = (class << 13) | (level & 0x1fff);
+    // SAFETY: integer arguments only.
+    let ret = unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, prio) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Set the calling process's execution domain (`personality(2)`).
+pub fn set_personality(persona: libc::c_ulong) -> io::Result<()> {
+    // SAFETY: integer argument only; personality() has no memory effects.
+    let ret = unsafe { libc::personality(persona) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A tiny static x86_64 ELF (175 bytes, hand-assembled) through which the container's program is
+/// exec'd, so that at that exec `/proc/self/exe` is this sealed in-memory stub, never berth's
+/// binary (the CVE-2019-5736 class: a container program naming `/proc/self/exe` as its
+/// interpreter would otherwise run, and could then rewrite, berth on the host).
+///
+/// It is called as `[MARK, path, argv0, argv1, ...]` and runs `execve(path, [argv0, ...], envp)`;
+/// when its argv[0] does not start with the byte 0x01 (it was reached through a `#!` line or
+/// any other way than from berth) it exits 126; if the exec fails, 127.
+#[cfg(target_arch = "x86_64")]
+pub const EXEC_STUB: [u8; 175] = {
+    const CODE: [u8; 55] = [
+        0x48, 0x8b, 0x44, 0x24, 0x08, // mov rax, [rsp+8]          argv[0]
+        0x80, 0x38, 0x01, //             cmp byte [rax], 1          berth's mark?
+        0x75, 0x21, //                   jne refuse
+        0x48, 0x8b, 0x7c, 0x24, 0x10, // mov rdi, [rsp+16]         argv[1]: the path
+        0x48, 0x8d, 0x74, 0x24,
+        0x18, // lea rsi, [rsp+24]         &argv[2]: the program's argv
+        0x48, 0x8b, 0x0c, 0x24, //       mov rcx, [rsp]             argc
+        0x48, 0x8d, 0x54, 0xcc, 0x10, // lea rdx, [rsp+rcx*8+16]   envp
+        0xb8, 0x3b, 0x00, 0x00, 0x00, // mov eax, 59 (execve)
+        0x0f, 0x05, //                   syscall
+        0xbf, 0x7f, 0x00, 0x00, 0x00, // mov edi, 127              exec failed
+        0xeb, 0x05, //                   jmp exit
+        0xbf, 0x7e, 0x00, 0x00, 0x00, // refuse: mov edi, 126
+        0xb8, 0xe7, 0x00, 0x00, 0x00, // exit: mov eax, 231 (exit_group)
+        0x0f, 0x05, //                   syscall
+    ];
+    const BASE: u64 = 0x40_0000;
+    const SIZE: u64 = 64 + 56 + CODE.len() as u64;
+    let mut b = [0u8; 175];
+    // ELF header
+    let ident = [0x7f, b'E', b'L', b'F', 2, 1, 1, 0];
+    let mut i = 0;
+    while i < 8 {
+        b[i] = ident[i];
+        i += 1;
+    }
+    b[16] = 2; // ET_EXEC
+    b[18] = 0x3e; // EM_X86_64
+    b[20] = 1; // EV_CURRENT
+    let entry = (BASE + 64 + 56).to_le_bytes();
+    let mut i = 0;
+    while i < 8 {
+        b[24 + i] = entry[i];
+        i += 1;
+    }
+    b[32] = 64; // e_phoff
+    b[52] = 64; // e_ehsize
+    b[54] = 56; // e_phentsize
+    b[56] = 1; // e_phnum
+    // program header: one PT_LOAD, R+X, the whole file at BASE
+    b[64] = 1; // PT_LOAD
+    b[68] = 5; // PF_R | PF_X
+    let base = BASE.to_le_bytes();
+    let size = SIZE.to_le_bytes();
+    let mut i = 0;
+    while i < 8 {
+        b[64 + 16 + i] = base[i]; // p_vaddr
+        b[64 + 24 + i] = base[i]; // p_paddr
+        b[64 + 32 + i] = size[i]; // p_filesz
+        b[64 + 40 + i] = size[i]; // p_memsz
+        i += 1;
+    }
+    b[64 + 48 + 1] = 0x10; // p_align 0x1000
+    let mut i = 0;
+    while i < CODE.len() {
+        b[120 + i] = CODE[i];
+        i += 1;
+    }
+    b
+};
+
+/// The exec stub in a sealed memfd (write, grow, shrink and seal sealed): made once per
+/// container process, in the parent, before the clone.
+#[cfg(target_arch = "x86_64")]
+pub fn exec_stub() -> io::Result<OwnedFd> {
+    let name = c"berth-exec";
+    // SAFETY: name is a valid C string.
+    let fd =
+        unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just created and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut f = std::fs::File::from(fd);
+    std::io::Write::write_all(&mut f, &EXEC_STUB)?;
+    let seals = libc::F_SEAL_WRITE | libc::F_SEAL_GROW | libc::F_SEAL_SHRINK | libc::F_SEAL_SEAL;
+    // SAFETY: F_ADD_SEALS takes an integer argument.
+    if unsafe { libc::fcntl(f.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(OwnedFd::from(f))
+}
+
+/// `execveat(fd, "", argv, envp, AT_EMPTY_PATH)`: run the file an fd refers to. Returns only
+/// on failure.
+pub fn execveat_fd(
+    fd: BorrowedFd<'_>,
+    argv: &[&std::ffi::CStr],
+    envp: &[std::ffi::CString],
+) -> io::Error {
+    let mut a: Vec<*const libc::c_char> = argv.iter().map(|s| s.as_ptr()).collect();
+    a.push(std::ptr::null());
+    let mut e: Vec<*const libc::c_char> = envp.iter().map(|s| s.as_ptr()).collect();
+    e.push(std::ptr::null());
+    // SAFETY: the path is an empty C string; argv and envp are NULL-terminated arrays of
+    // pointers to C strings that live until the call returns (it only returns on failure).
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            a.as_ptr(),
+            e.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    io::Error::last_os_error()
+}
+
+/// Mark the calling process non-dumpable: its /proc files belong to root and other processes
+/// (a container's) cannot open its `/proc/<pid>/exe` or `mem`. Forked children inherit it; exec
+/// of the container's program resets it.
+pub fn set_non_dumpable() -> io::Result<()> {
+    // SAFETY: integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+    use std::os::unix::process::CommandExt;
+
+    #[test]
+    fn exec_stub_runs_the_program_only_for_berth() {
+        let path = std::env::temp_dir().join(format!("berth-stub-{}", std::process::id()));
+        std::fs::write(&path, EXEC_STUB).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let out = std::process::Command::new(&path)
+            .arg0("\u{1}")
+            .args([
+                "/bin/sh",
+                "my-sh",
+                "-c",
+                "tr '\\0' ' ' < /proc/$$/cmdline; echo \"$0 $X\"",
+                "zero",
+            ])
+            .env("X", "env-passed")
+            .output()
+            .unwrap();
+        // the program's argv[0] is the one berth passes, and the environment arrives
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.starts_with("my-sh -c "), "{text}");
+        assert!(text.ends_with("zero env-passed\n"), "{text}");
+        // reached any other way (a #! line): refused
+        let st = std::process::Command::new(&path)
+            .arg0("/proc/self/exe")
+            .arg("/x")
+            .status()
+            .unwrap();
+        assert_eq!(st.code(), Some(126));
+        let st = std::process::Command::new(&path)
+            .arg0("\u{1}")
+            .args(["/no/such", "x"])
+            .status()
+            .unwrap();
+        assert_eq!(st.code(), Some(127));
+        // a sealed memfd cannot be written
+        let fd = exec_stub().unwrap();
+        let mut f = std::fs::File::from(fd);
+        assert!(std::io::Write::write_all(&mut f, b"x").is_err());
+        std::fs::remove_file(&path).unwrap();
+    }
+}

@@ -4,7 +4,7 @@
 //! Each acquired resource (state directory, cgroup, init process, exec fifo) pushes an undo; a
 //! failure anywhere rolls them back in reverse, so a failed create leaves nothing behind.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::OFlag;
@@ -156,6 +156,13 @@ pub(crate) fn plan_bundle(id: &str, opts: &CreateOptions, layout: &Layout) -> Re
         },
     )
     .map_err(Error::config)?;
+    check_host_lsm(&plan.process, "process")?;
+    if plan.mount_label.is_some() && !crate::linux::process::selinux_enabled() {
+        return Err(Error::config(SpecError::new(
+            "linux.mountLabel",
+            "SELinux is not enabled on this host",
+        )));
+    }
     match std::fs::metadata(&plan.rootfs) {
         Ok(m) if m.is_dir() => Ok(plan),
         Ok(_) => Err(Error::config(SpecError::new(
@@ -167,6 +174,24 @@ pub(crate) fn plan_bundle(id: &str, opts: &CreateOptions, layout: &Layout) -> Re
             format!("{}: {e}", plan.rootfs.display()),
         ))),
     }
+}
+
+/// Refuse AppArmor/SELinux labels on a host that does not have the LSM (rather than run the
+/// container unconfined).
+pub(crate) fn check_host_lsm(p: &crate::linux::process::ProcessPlan, field: &str) -> Result<()> {
+    if p.apparmor_profile.is_some() && !crate::linux::process::apparmor_enabled() {
+        return Err(Error::config(SpecError::new(
+            format!("{field}.apparmorProfile"),
+            "AppArmor is not enabled on this host",
+        )));
+    }
+    if p.selinux_label.is_some() && !crate::linux::process::selinux_enabled() {
+        return Err(Error::config(SpecError::new(
+            format!("{field}.selinuxLabel"),
+            "SELinux is not enabled on this host",
+        )));
+    }
+    Ok(())
 }
 
 /// `berth create`.
@@ -314,6 +339,7 @@ fn spawn_steps(
         (None, true) => Some(TerminalTo::Parent),
         (_, false) => None,
     };
+    let exec_stub = exec_stub()?;
     let (parent, child) = Channel::pair()?;
     // The child waits for us: to be moved into its cgroups (v1), to get its id maps.
     let wait_go = !layout.is_v2() || plan.id_maps.is_some();
@@ -322,6 +348,9 @@ fn spawn_steps(
         .iter()
         .position(|(f, _)| *f == CloneFlags::CLONE_NEWUSER)
         .map(|i| join.remove(i).1);
+    // Born non-dumpable: nothing in the container can open its /proc/<pid>/exe (berth).
+    let was_dumpable = nix::sys::prctl::get_dumpable().unwrap_or(true);
+    sys::set_non_dumpable().step(|| "set non-dumpable".into())?;
     let forked = match &user_join {
         None => sys::fork_with_flags(
             plan.namespaces.clone_flags.bits() as u64,
@@ -348,18 +377,30 @@ fn spawn_steps(
                     start,
                     terminal,
                     join,
-                    close_first: vec![locked.raw_fd()],
+                    close_first: [
+                        Some(locked.raw_fd()),
+                        cgroup_fd.as_ref().map(|f| f.as_raw_fd()),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
                     wait_go,
                     preserve_fds: opts.preserve_fds,
                     new_keyring: !opts.no_new_keyring,
                     seccomp,
+                    exec_stub,
                 },
             )
         }
         Forked::Parent(pid) => pid,
     };
+    if was_dumpable {
+        let _ = nix::sys::prctl::set_dumpable(true);
+    }
     undo.push(UndoStep::Child(pid));
-    drop((child, start, terminal, join, cgroup_fd, seccomp, user_join));
+    drop((
+        child, start, terminal, join, cgroup_fd, seccomp, user_join, exec_stub,
+    ));
 
     if wait_go {
         if !layout.is_v2() {
@@ -457,6 +498,14 @@ fn clone_in_user_namespace(
             "user namespace helper exited without a report".into(),
         )),
     }
+}
+
+/// The sealed exec stub, where the architecture has one.
+pub(crate) fn exec_stub() -> Result<Option<OwnedFd>> {
+    #[cfg(target_arch = "x86_64")]
+    return Ok(Some(sys::exec_stub().step(|| "create exec stub".into())?));
+    #[cfg(not(target_arch = "x86_64"))]
+    return Ok(None);
 }
 
 /// Write a new user namespace's uid and gid maps (only a process outside it may).

@@ -1,7 +1,7 @@
 //! `exec`: a new process in a running container: same namespaces (joined in one `setns` on the
 //! init's pidfd), same cgroup (`CLONE_INTO_CGROUP` on v2), its own process attributes.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
 use nix::sched::CloneFlags;
@@ -61,6 +61,7 @@ pub fn exec(store: &Store, id: &str, opts: &ExecOptions) -> Result<(Outcome, Vec
         file: "process".into(),
         err,
     })?;
+    super::create::check_host_lsm(&plan, "process")?;
     if plan.terminal && opts.detach && opts.console_socket.is_none() {
         return Err(Error::Invalid(
             "process.terminal is true: --console-socket is required with --detach".into(),
@@ -101,6 +102,11 @@ pub fn exec(store: &Store, id: &str, opts: &ExecOptions) -> Result<(Outcome, Vec
     };
     let (parent, child) = Channel::pair()?;
     let wait_go = cgroup_fd.is_none();
+    let exec_stub = super::create::exec_stub()?;
+    // Born non-dumpable: the container's processes cannot open its /proc/<pid>/exe (berth)
+    // in the moment before it execs.
+    let was_dumpable = nix::sys::prctl::get_dumpable().unwrap_or(true);
+    sys::set_non_dumpable().step(|| "set non-dumpable".into())?;
     let forked = sys::fork_with_flags(0, cgroup_fd.as_ref().map(|f| f.as_fd()))
         .step(|| "clone exec process".into())?;
     let pid = match forked {
@@ -111,17 +117,27 @@ pub fn exec(store: &Store, id: &str, opts: &ExecOptions) -> Result<(Outcome, Vec
                 start: StartSignal::Channel,
                 terminal,
                 join: Vec::new(),
-                close_first: vec![locked.raw_fd()],
+                close_first: [
+                    Some(locked.raw_fd()),
+                    cgroup_fd.as_ref().map(|f| f.as_raw_fd()),
+                ]
+                .into_iter()
+                .flatten()
+                .collect(),
                 wait_go,
                 preserve_fds: opts.preserve_fds,
                 new_keyring: false,
                 seccomp,
+                exec_stub,
             };
             exec_child(&plan, pidfd, flags, io)
         }
         Forked::Parent(pid) => pid,
     };
-    drop((child, terminal, cgroup_fd, pidfd, seccomp));
+    if was_dumpable {
+        let _ = nix::sys::prctl::set_dumpable(true);
+    }
+    drop((child, terminal, cgroup_fd, pidfd, seccomp, exec_stub));
     let result = wait_exec(&parent, &rec.cgroup, pid, wait_go).and_then(|r| {
         if let (Some(fd), Some(Some(l))) = (r.seccomp, filter.as_ref().map(|f| &f.listener)) {
             super::create::send_seccomp_listener(l, fd, pid, &locked.state(&rec))?;

@@ -49,6 +49,8 @@ pub(crate) struct InitIo {
     pub new_keyring: bool,
     /// The compiled seccomp filter to load.
     pub seccomp: Option<Program>,
+    /// The sealed exec stub the program is started through (see `sys::EXEC_STUB`).
+    pub exec_stub: Option<OwnedFd>,
 }
 
 /// A program ready to exec.
@@ -70,6 +72,20 @@ impl Prepared {
                 if let Err(e) = seccomp::load(prog) {
                     return e;
                 }
+            }
+        }
+        if let Some(stub) = &io.exec_stub {
+            // [mark, path, argv...]: the stub execs path with argv, so that /proc/self/exe at
+            // that exec is the stub, not berth
+            let mut argv: Vec<&std::ffi::CStr> = vec![c"\x01berth", self.exe.as_c_str()];
+            argv.extend(p.args.iter().map(|a| a.as_c_str()));
+            let e = sys::execveat_fd(stub.as_fd(), &argv, &self.env);
+            // a host that forbids executing memfds: the direct exec still works
+            if !matches!(
+                e.raw_os_error(),
+                Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::ENOEXEC)
+            ) {
+                return SysError::new(format!("exec {}", self.exe.to_string_lossy()), e);
             }
         }
         process::exec(&self.exe, &p.args, &self.env)
@@ -352,9 +368,11 @@ pub(crate) fn prepare_process(p: &ProcessPlan, io: &InitIo) -> Result<Prepared> 
     if let Some(v) = p.oom_score_adj {
         process::set_oom_score_adj(v, &mut warn)?;
     }
+    process::set_scheduling(p)?;
     if p.no_new_privileges {
         process::set_no_new_privs()?;
     }
+    process::set_exec_labels(p)?;
     // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: before the capabilities
     // go. With it, as late as possible (just before exec) so that the filter need not allow
     // berth's own syscalls — unless it notifies: the listener fd must reach the parent while
@@ -374,6 +392,17 @@ pub(crate) fn prepare_process(p: &ProcessPlan, io: &InitIo) -> Result<Prepared> 
         p.umask.unwrap_or(0o022) as libc::mode_t,
     ));
     nix::unistd::chdir(&p.cwd).step(|| format!("chdir to cwd {}", p.cwd.display()))?;
+    // A cwd reached through an fd (/proc/self/fd/N) could lie outside the container's root
+    // (the CVE-2024-21626 class): the kernel then reports no path for it.
+    match nix::unistd::getcwd() {
+        Ok(d) if d.is_absolute() => {}
+        _ => {
+            return Err(SysError::other(
+                format!("chdir to cwd {}", p.cwd.display()),
+                "it resolves outside the container's root",
+            ));
+        }
+    }
     let mut env = p.env.clone();
     if p.env_var("HOME").is_none() {
         let home = process::home_of(p.uid);

@@ -113,6 +113,8 @@ pub struct Plan {
     pub time_offsets: Vec<(String, i64, u32)>,
     /// Lifecycle hooks.
     pub hooks: oci_spec::runtime::Hooks,
+    /// SELinux context for the container's filesystems (added to each non-bind mount).
+    pub mount_label: Option<String>,
     pub annotations: BTreeMap<String, String>,
 }
 
@@ -441,6 +443,27 @@ pub fn build(spec: &Spec, input: &Input<'_>) -> R<Plan> {
         }
     }
 
+    let mut mount_label = None;
+    let mut process = process_plan(process, "process")?;
+    if let Some(per) = linux.personality() {
+        if per.flags().as_ref().is_some_and(|f| !f.is_empty()) {
+            return err(
+                "linux.personality.flags",
+                "no personality flags are supported",
+            );
+        }
+        process.personality = Some(match per.domain() {
+            oci_spec::runtime::LinuxPersonalityDomain::PerLinux => 0x0000,
+            oci_spec::runtime::LinuxPersonalityDomain::PerLinux32 => 0x0008,
+        });
+    }
+    if let Some(label) = linux.mount_label().as_deref().filter(|l| !l.is_empty()) {
+        mount_label = Some(label.to_string());
+        for m in mounts.iter_mut().filter(|m| matches!(m.kind, Kind::Fs(_))) {
+            m.options.data.push(format!("context=\"{label}\""));
+        }
+    }
+
     Ok(Plan {
         id: input.id.to_string(),
         bundle: input.bundle.to_path_buf(),
@@ -465,7 +488,8 @@ pub fn build(spec: &Spec, input: &Input<'_>) -> R<Plan> {
             writes,
             device_rules,
         },
-        process: process_plan(process, "process")?,
+        process,
+        mount_label,
         seccomp: linux
             .seccomp()
             .as_ref()
@@ -769,6 +793,86 @@ pub fn process_plan(p: &Process, field: &str) -> R<ProcessPlan> {
         terminal: p.terminal().unwrap_or(false),
         console_size,
         oom_score_adj: p.oom_score_adj(),
+        scheduler: p
+            .scheduler()
+            .as_ref()
+            .map(|s| scheduler(s, field))
+            .transpose()?,
+        io_priority: p
+            .io_priority()
+            .as_ref()
+            .map(|io| {
+                let class = match io.class() {
+                    oci_spec::runtime::IOPriorityClass::IoprioClassRt => 1,
+                    oci_spec::runtime::IOPriorityClass::IoprioClassBe => 2,
+                    oci_spec::runtime::IOPriorityClass::IoprioClassIdle => 3,
+                };
+                if !(0..=7).contains(&io.priority()) {
+                    return err(
+                        format!("{field}.ioPriority.priority"),
+                        format!("{} is outside 0..7", io.priority()),
+                    );
+                }
+                Ok((class, io.priority() as u32))
+            })
+            .transpose()?,
+        personality: None,
+        apparmor_profile: p.apparmor_profile().clone().filter(|s| !s.is_empty()),
+        selinux_label: p.selinux_label().clone().filter(|s| !s.is_empty()),
+    })
+}
+
+fn scheduler(s: &oci_spec::runtime::Scheduler, field: &str) -> R<crate::linux::sys::Sched> {
+    use oci_spec::runtime::{LinuxSchedulerFlag as F, LinuxSchedulerPolicy as P};
+    let policy = match s.policy() {
+        P::SchedOther => 0,
+        P::SchedFifo => 1,
+        P::SchedRr => 2,
+        P::SchedBatch => 3,
+        P::SchedIso => 4,
+        P::SchedIdle => 5,
+        P::SchedDeadline => 6,
+    };
+    let mut flags = 0u64;
+    for f in s.flags().as_deref().unwrap_or(&[]) {
+        flags |= match f {
+            F::SchedResetOnFork => 0x01,
+            F::SchedFlagReclaim => 0x02,
+            F::SchedFlagDLOverrun => 0x04,
+            F::SchedFlagKeepPolicy => 0x08,
+            F::SchedFlagKeepParams => 0x10,
+            F::SchedFlagUtilClampMin => 0x20,
+            F::SchedFlagUtilClampMax => 0x40,
+        };
+    }
+    let nice = s.nice().unwrap_or(0);
+    if !(-20..=19).contains(&nice) {
+        return err(
+            format!("{field}.scheduler.nice"),
+            format!("{nice} is outside -20..19"),
+        );
+    }
+    let priority = s.priority().unwrap_or(0);
+    if (policy == 1 || policy == 2) && !(1..=99).contains(&priority) {
+        return err(
+            format!("{field}.scheduler.priority"),
+            "SCHED_FIFO and SCHED_RR need a priority in 1..99",
+        );
+    }
+    if policy == 6 && (s.runtime().is_none() || s.deadline().is_none()) {
+        return err(
+            format!("{field}.scheduler"),
+            "SCHED_DEADLINE needs runtime and deadline",
+        );
+    }
+    Ok(crate::linux::sys::Sched {
+        policy,
+        flags,
+        nice,
+        priority: priority.max(0) as u32,
+        runtime: s.runtime().unwrap_or(0),
+        deadline: s.deadline().unwrap_or(0),
+        period: s.period().unwrap_or(0),
     })
 }
 

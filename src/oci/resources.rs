@@ -446,6 +446,38 @@ fn cpu(res: &LinuxResources, v2: bool, w: &mut Vec<Write>) -> Result<(), SpecErr
             w.push(Write::v1("cpu", "cpu.cfs_quota_us", q));
         }
     }
+    if let Some(b) = c.burst() {
+        w.push(if v2 {
+            Write::v2("cpu.max.burst", b)
+        } else {
+            Write::v1("cpu", "cpu.cfs_burst_us", b)
+        });
+    }
+    if let Some(idle) = c.idle() {
+        if idle != 0 && idle != 1 {
+            return Err(SpecError::new(f("idle"), format!("{idle} must be 0 or 1")));
+        }
+        w.push(if v2 {
+            Write::v2("cpu.idle", idle)
+        } else {
+            Write::v1("cpu", "cpu.idle", idle)
+        });
+    }
+    if c.realtime_runtime().is_some() || c.realtime_period().is_some() {
+        if v2 {
+            return Err(SpecError::new(
+                f("realtimeRuntime"),
+                "cgroup v2 has no realtime group scheduling",
+            ));
+        }
+        // period first: the runtime must fit in it
+        if let Some(p) = c.realtime_period() {
+            w.push(Write::v1("cpu", "cpu.rt_period_us", p));
+        }
+        if let Some(r) = c.realtime_runtime() {
+            w.push(Write::v1("cpu", "cpu.rt_runtime_us", r));
+        }
+    }
     for (name, val) in [("cpus", c.cpus()), ("mems", c.mems())] {
         if let Some(v) = val {
             if !v.is_empty() {
