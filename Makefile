@@ -8,9 +8,9 @@ MUSL := x86_64-unknown-linux-musl
 RELEASE_BIN = $(shell if rustup target list --installed 2>/dev/null | grep -qx $(MUSL); then echo target/$(MUSL)/release/berth; else echo target/release/berth; fi)
 RELEASE_FLAGS = $(shell if rustup target list --installed 2>/dev/null | grep -qx $(MUSL); then echo --target $(MUSL); fi)
 ROOTFS := rootfs-fixtures/build/busybox
-DEBIAN_PACKAGES := busybox-static libseccomp-dev pkg-config runc crun hyperfine jq qemu-system-x86 cpio procps iproute2 util-linux time binutils
+DEBIAN_PACKAGES := busybox-static libseccomp-dev pkg-config runc crun hyperfine jq qemu-system-x86 cpio procps iproute2 util-linux time binutils podman conmon catatonit containerd
 
-.PHONY: all setup build fixtures demo test lint unit-and-integration test-cgroupv2 bench clean
+.PHONY: all setup build fixtures demo test lint unit-and-integration test-clients test-cgroupv2 bench clean
 
 all: build
 
@@ -39,8 +39,9 @@ fixtures: setup
 demo: build fixtures
 	rootfs-fixtures/demo.sh $(RELEASE_BIN)
 
-## test: lint, unit and root integration tests, then the cgroup v2 tests in a qemu VM
-test: setup lint unit-and-integration test-cgroupv2
+## test: lint, unit and root integration tests, real clients (podman, containerd), then the
+## cgroup v2 tests in a qemu VM
+test: setup lint unit-and-integration test-clients test-cgroupv2
 
 lint:
 	cargo fmt --check
@@ -48,6 +49,12 @@ lint:
 
 unit-and-integration: fixtures
 	cargo test
+
+## test-clients: podman and containerd drive berth as their runtime
+test-clients: fixtures
+	cargo build
+	tests/clients/podman.sh target/debug/berth
+	tests/clients/containerd.sh target/debug/berth
 
 ## test-cgroupv2: the integration tests again, on a pure cgroup v2 kernel in qemu
 test-cgroupv2: fixtures

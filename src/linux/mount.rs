@@ -7,6 +7,7 @@
 
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
@@ -47,6 +48,8 @@ pub struct Options {
     pub attr_clear: u64,
     /// Filesystem-specific options, passed as mount data (`mode=755,size=65536k`).
     pub data: Vec<String>,
+    /// `tmpcopyup`: copy what the image had at the mount point into the new tmpfs.
+    pub copy_up: bool,
 }
 
 /// Parse runtime-spec mount options (mount(8) names). Unknown names are filesystem data.
@@ -59,6 +62,7 @@ pub fn parse_options(options: &[String]) -> std::result::Result<Options, String>
         attr_set: 0,
         attr_clear: 0,
         data: Vec::new(),
+        copy_up: false,
     };
     for opt in options {
         let (set, clear) = match opt.as_str() {
@@ -121,7 +125,10 @@ pub fn parse_options(options: &[String]) -> std::result::Result<Options, String>
                     .push(if rec { base | MsFlags::MS_REC } else { base });
                 continue;
             }
-            "tmpcopyup" => return Err("option tmpcopyup is not supported".into()),
+            "tmpcopyup" => {
+                o.copy_up = true;
+                continue;
+            }
             "idmap" | "ridmap" => {
                 return Err(format!(
                     "option {opt} needs idmapped mounts, not supported yet"
@@ -458,6 +465,15 @@ pub fn apply_entry(root: BorrowedFd<'_>, e: &Entry, cgroup: Option<&CgroupMount>
         }
         Kind::Fs(fstype) => {
             let target = ensure_in_root(root, dest, true)?;
+            // The image's directory, readable, before the tmpfs hides it.
+            let below = if e.options.copy_up {
+                Some(
+                    open_in_root(root, dest, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+                        .step(|| format!("open {} for tmpcopyup", dest.display()))?,
+                )
+            } else {
+                None
+            };
             let src: &OsStr = match &e.source {
                 Some(s) => s.as_os_str(),
                 None => OsStr::new(fstype),
@@ -470,6 +486,11 @@ pub fn apply_entry(root: BorrowedFd<'_>, e: &Entry, cgroup: Option<&CgroupMount>
                 e.data().as_deref(),
             )
             .step(|| step(fstype))?;
+            if let Some(below) = below {
+                let top = open_in_root(root, dest, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+                    .step(|| step("(reopen)"))?;
+                copy_tree(below.as_fd(), top.as_fd(), dest)?;
+            }
         }
         Kind::Cgroup => {
             let target = ensure_in_root(root, dest, true)?;
@@ -492,6 +513,96 @@ pub fn apply_entry(root: BorrowedFd<'_>, e: &Entry, cgroup: Option<&CgroupMount>
             sys::mount_setattr(top.as_fd(), true, e.options.attr_set, e.options.attr_clear)
                 .step(|| format!("set recursive attributes of {}", dest.display()))?;
         }
+    }
+    Ok(())
+}
+
+/// Copy a directory tree (files, directories, symlinks, special files, with modes and owners)
+/// from `from` into `to`.
+fn copy_tree(from: BorrowedFd<'_>, to: BorrowedFd<'_>, shown: &Path) -> Result<()> {
+    use nix::dir::{Dir, Type};
+    use nix::sys::stat::fstatat;
+    let mut dir = Dir::openat(
+        from,
+        ".",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .step(|| format!("read {}", shown.display()))?;
+    let names: Vec<(std::ffi::CString, Option<Type>)> = dir
+        .iter()
+        .filter_map(|e| e.ok())
+        .map(|e| (e.file_name().to_owned(), e.file_type()))
+        .filter(|(n, _)| n.as_bytes() != b"." && n.as_bytes() != b"..")
+        .collect();
+    for (name, _) in names {
+        let path = shown.join(std::ffi::OsStr::from_bytes(name.as_bytes()));
+        let st = fstatat(
+            from,
+            name.as_c_str(),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .step(|| format!("stat {}", path.display()))?;
+        let mode = Mode::from_bits_truncate(st.st_mode & 0o7777);
+        let step = || format!("copy {} into tmpfs", path.display());
+        match st.st_mode & libc::S_IFMT {
+            libc::S_IFDIR => {
+                nix::sys::stat::mkdirat(to, name.as_c_str(), mode).step(step)?;
+                let src = nix::fcntl::openat(
+                    from,
+                    name.as_c_str(),
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .step(step)?;
+                let dst = nix::fcntl::openat(
+                    to,
+                    name.as_c_str(),
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .step(step)?;
+                copy_tree(src.as_fd(), dst.as_fd(), &path)?;
+            }
+            libc::S_IFREG => {
+                let src = nix::fcntl::openat(
+                    from,
+                    name.as_c_str(),
+                    OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .step(step)?;
+                let dst = nix::fcntl::openat(
+                    to,
+                    name.as_c_str(),
+                    OFlag::O_WRONLY
+                        | OFlag::O_CREAT
+                        | OFlag::O_EXCL
+                        | OFlag::O_NOFOLLOW
+                        | OFlag::O_CLOEXEC,
+                    mode,
+                )
+                .step(step)?;
+                std::io::copy(&mut std::fs::File::from(src), &mut std::fs::File::from(dst))
+                    .step(step)?;
+            }
+            libc::S_IFLNK => {
+                let target = nix::fcntl::readlinkat(from, name.as_c_str()).step(step)?;
+                nix::unistd::symlinkat(target.as_os_str(), to, name.as_c_str()).step(step)?;
+            }
+            _ => {
+                let kind = SFlag::from_bits_truncate(st.st_mode & libc::S_IFMT);
+                mknodat(to, name.as_c_str(), kind, mode, st.st_rdev).step(step)?;
+            }
+        }
+        fchownat(
+            to,
+            name.as_c_str(),
+            Some(Uid::from_raw(st.st_uid)),
+            Some(Gid::from_raw(st.st_gid)),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .step(|| format!("chown {}", path.display()))?;
     }
     Ok(())
 }
@@ -909,7 +1020,7 @@ mod tests {
 
     #[test]
     fn unsupported_options_are_refused() {
-        assert!(parse_options(&["tmpcopyup".into()]).is_err());
+        assert!(opts(&["tmpcopyup"]).copy_up);
         assert!(parse_options(&["idmap".into()]).is_err());
     }
 }

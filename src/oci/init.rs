@@ -214,6 +214,13 @@ fn setup(plan: &Plan, io: &InitIo) -> Result<Prepared> {
     {
         nix::sched::setns(fd, *flag).step(|| format!("join {} namespace", ns_label(*flag)))?;
     }
+    if plan
+        .namespaces
+        .clone_flags
+        .contains(CloneFlags::CLONE_NEWNET)
+    {
+        sys::loopback_up().step(|| "bring up lo in the new network namespace".into())?;
+    }
     if plan.namespaces.unshare_cgroup {
         nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
             .step(|| "create cgroup namespace".into())?;

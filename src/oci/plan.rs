@@ -1050,7 +1050,7 @@ mod tests {
                 "process.rlimits[0]",
             ),
             (
-                BASE.replace(r#""options": ["ro"]"#, r#""options": ["tmpcopyup"]"#),
+                BASE.replace(r#""options": ["ro"]"#, r#""options": ["idmap"]"#),
                 "mounts[2].options",
             ),
         ];

@@ -56,7 +56,7 @@ pub const FIELDS: &[(&str, Support)] = &[
     ("mounts[].destination", Support::Yes),
     ("mounts[].type", Support::Partly("bind, cgroup and any filesystem type the kernel knows")),
     ("mounts[].source", Support::Yes),
-    ("mounts[].options", Support::Partly("all mount(8) flags, propagation flags, r* recursive flags; tmpcopyup and idmap are refused")),
+    ("mounts[].options", Support::Partly("all mount(8) flags, propagation flags, r* recursive flags; tmpcopyup copies the image's directory into a tmpfs; idmap is refused")),
     ("mounts[].uidMappings", Support::No("idmapped mounts are not supported yet")),
     ("mounts[].gidMappings", Support::No("idmapped mounts are not supported yet")),
     ("process", Support::Yes),
