@@ -81,6 +81,16 @@ bench "kill" --prepare "sh -c '{cmd} delete --force {rt}-c >/dev/null 2>&1; {cmd
 bench "delete (stopped)" --prepare "sh -c '{cmd} delete --force {rt}-c >/dev/null 2>&1; {cmd} run -d --bundle $S {rt}-c; {cmd} kill {rt}-c KILL; sleep 0.02'" "{cmd} delete {rt}-c"
 bench "delete --force (running)" --prepare "sh -c '{cmd} delete --force {rt}-c >/dev/null 2>&1; {cmd} run -d --bundle $S {rt}-c'" "{cmd} delete --force {rt}-c"
 runs=$(( runs / 4 > 10 ? runs / 4 : 10 )) bench "run, after 0.3 s idle" --prepare "sleep 0.3" "{cmd} run --bundle $B {rt}-r"
+
+# seccomp: the default profile `berth spec` writes, the same for all three runtimes
+mkdir -p "$work/spec" "$work/bundle-seccomp"
+"$berth" spec --bundle "$work/spec"
+jq --arg root "$work/bundle/rootfs" --slurpfile spec "$work/spec/config.json" \
+    '.process.args = ["/bin/true"] | .root.path = $root | .linux.seccomp = $spec[0].linux.seccomp' \
+    "$top/runtime-spec/examples/base.json" > "$work/bundle-seccomp/config.json"
+SC=$work/bundle-seccomp
+bench "run, seccomp (cached BPF)" "{cmd} run --bundle $SC {rt}-sc"
+bench "run, seccomp (first: no cache)" --prepare "rm -rf $work/state-berth/.seccomp-cache" "{cmd} run --bundle $SC {rt}-sc"
 for rt in berth runc crun; do $(rt_cmd $rt) delete --force $rt-st >/dev/null 2>&1 || true; done
 
 echo
@@ -106,6 +116,12 @@ for rt in berth runc crun; do
 done
 printf "%-28s %9d %9d %9d %10s\n" "run /bin/true (runtime)" "${rss[berth]}" "${rss[runc]}" "${rss[crun]}" \
     "$(div "${rss[berth]}" "${rss[crun]}")"
+
+echo
+printf "%-28s %9s %9s %9s %10s\n" "podman (ms)" berth runc crun "berth/crun"
+prun=$(( runs / 3 > 10 ? runs / 3 : 10 ))
+read -r pb pr pc < <("$top/tests/bench/podman.sh" "$berth" "$prun")
+printf "%-28s %9.1f %9.1f %9.1f %10s\n" "podman run --rm true" "$pb" "$pr" "$pc" "$(div "$pb" "$pc")"
 
 echo
 kfloor=$(hyperfine -N -w 3 -r "$runs" --export-json "$work/floor.json" \

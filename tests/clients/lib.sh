@@ -18,9 +18,14 @@ forget_paths() {
     for p in "${created_paths[@]}"; do rm -rf "$p"; done
 }
 
-# Unmount everything still mounted below DIR (deepest first).
+# Unmount everything still mounted below DIR (deepest first). DIR must be a test directory
+# under /run or /tmp: never the root of anything else.
 unmount_below() {
-    awk -v d="$1" '$5 ~ "^"d {print $5}' /proc/self/mountinfo | sort -r | while read -r m; do
+    case "$1" in
+        /run/berth-*/* | /run/berth-* | /tmp/berth-*) ;;
+        *) echo "unmount_below: refusing '$1'" >&2; return 1 ;;
+    esac
+    awk -v d="$1/" '$5 ~ "^"d {print $5}' /proc/self/mountinfo | sort -r | while read -r m; do
         umount -l "$m" 2>/dev/null || true
     done
 }
