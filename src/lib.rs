@@ -19,8 +19,12 @@
 //! # Ok::<(), berth::oci::Error>(())
 //! ```
 //!
+//! Images ([`image`]) are pulled or imported into a content store and unpacked into
+//! copy-on-write snapshots; `Images::unpack` writes a bundle the runtime runs.
+//!
 //! Layers: [`oci`] (spec → plan → apply, one file per verb) uses [`linux`] (namespaces,
 //! mounts, cgroups, processes; all `unsafe` code is in [`linux::sys`]).
 
+pub mod image;
 pub mod linux;
 pub mod oci;

@@ -1,6 +1,7 @@
 //! The `berth` command line: runc's commands and flags, so podman, containerd or a person can
 //! use berth in runc's place. Each verb is a few lines that call the library.
 
+mod image;
 mod log;
 mod oci;
 
@@ -29,6 +30,9 @@ pub struct Cli {
     /// Use systemd to manage cgroups (not implemented: berth writes cgroupfs directly).
     #[arg(long = "systemd-cgroup", global = true)]
     pub systemd_cgroup: bool,
+    /// Image store directory (blobs, snapshots, images.json).
+    #[arg(long = "data-root", global = true, env = "BERTH_DATA_ROOT", default_value = berth::image::store::DEFAULT_DATA_ROOT)]
+    pub data_root: PathBuf,
     /// Print the version.
     #[arg(short = 'v', long = "version")]
     pub version: bool,
@@ -109,6 +113,11 @@ pub enum Command {
     },
     /// Print the runtime-spec features JSON.
     Features,
+    /// Manage images: pull, import, ls, inspect, rm, prune, tag, df, unpack.
+    Image {
+        #[command(subcommand)]
+        command: image::ImageCommand,
+    },
 }
 
 /// Run the command line; returns the process exit code.
@@ -140,7 +149,11 @@ pub fn main() -> i32 {
         logger.error("the systemd cgroup driver is not supported: berth manages cgroups directly (cgroupfs); drop --systemd-cgroup");
         return 1;
     }
-    match oci::dispatch(command, &cli.root, &logger) {
+    let result = match command {
+        Command::Image { command } => image::dispatch(command, &cli.data_root, &logger),
+        other => oci::dispatch(other, &cli.root, &logger),
+    };
+    match result {
         Ok(code) => code,
         Err(e) => {
             logger.error(&format!("{e:#}"));

@@ -289,6 +289,7 @@ pub fn dispatch(cmd: Command, root: &Path, log: &Logger) -> Result<i32> {
                 serde_json::to_string_pretty(&berth::oci::features::features())?
             );
         }
+        Command::Image { .. } => unreachable!("image verbs are dispatched by cli::image"),
     }
     Ok(0)
 }

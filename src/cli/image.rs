@@ -1,0 +1,198 @@
+//! `berth image ...`: thin wrappers over `berth::image::Images`.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use berth::image::registry::Credentials;
+use berth::image::{Images, PullOptions, pull::human};
+use clap::Subcommand;
+
+use super::Logger;
+
+/// The image verbs.
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Pull an image from a registry (and unpack its layers).
+    Pull {
+        /// Platform to pull from a multi-platform image (default: this host's).
+        #[arg(long)]
+        platform: Option<String>,
+        /// Registry credentials, USER:PASSWORD.
+        #[arg(long)]
+        creds: Option<String>,
+        /// Docker-style auth.json with credentials.
+        #[arg(long = "authfile")]
+        auth_file: Option<PathBuf>,
+        /// Speak plain HTTP to this registry (host[:port]; loopback ones always are).
+        #[arg(long = "insecure-registry")]
+        insecure: Vec<String>,
+        /// Parallel layer downloads.
+        #[arg(long, default_value_t = 4)]
+        jobs: usize,
+        /// Only download; unpack later, on first use.
+        #[arg(long = "no-unpack")]
+        no_unpack: bool,
+        /// Print lines instead of progress bars.
+        #[arg(short, long)]
+        quiet: bool,
+        reference: String,
+    },
+    /// Import an OCI layout directory, an oci-archive or a docker-archive.
+    Import {
+        /// Name the (first) image.
+        #[arg(long)]
+        name: Option<String>,
+        /// Platform to take from a multi-platform image (default: this host's).
+        #[arg(long)]
+        platform: Option<String>,
+        path: PathBuf,
+    },
+    /// List images.
+    #[command(alias = "list")]
+    Ls {
+        #[arg(short, long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+        /// Only print names.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Print an image's record, manifest and config as JSON.
+    Inspect { reference: String },
+    /// Remove an image name, and the content nothing else uses.
+    #[command(alias = "remove")]
+    Rm { references: Vec<String> },
+    /// Remove blobs and snapshots no image or bundle uses.
+    Prune,
+    /// Give an image another name.
+    Tag { source: String, target: String },
+    /// Disk usage of the image store.
+    Df {
+        #[arg(short, long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+    },
+    /// Write an OCI bundle (rootfs + config.json) for an image.
+    Unpack {
+        /// A flat copy of the layers instead of an overlay mount.
+        #[arg(long)]
+        copy: bool,
+        reference: String,
+        bundle: PathBuf,
+    },
+    /// Unmount a bundle written by `image unpack` and release its snapshots.
+    Unmount { bundle: PathBuf },
+}
+
+/// Run one image verb; returns the exit code.
+pub fn dispatch(cmd: ImageCommand, data_root: &Path, log: &Logger) -> Result<i32> {
+    let images = Images::new(data_root);
+    let mut say = |line: &str| eprintln!("{line}");
+    match cmd {
+        ImageCommand::Pull {
+            platform,
+            creds,
+            auth_file,
+            insecure,
+            jobs,
+            no_unpack,
+            quiet,
+            reference,
+        } => {
+            let opts = PullOptions {
+                platform,
+                creds: creds.as_deref().map(Credentials::parse).transpose()?,
+                auth_file,
+                insecure,
+                jobs,
+                unpack: !no_unpack,
+                bars: !quiet && std::io::stderr().is_terminal(),
+                ..Default::default()
+            };
+            let name = images.pull(&reference, &opts, &mut say)?;
+            println!("{name}");
+        }
+        ImageCommand::Import {
+            name,
+            platform,
+            path,
+        } => {
+            for n in images.import(&path, name.as_deref(), platform.as_deref())? {
+                println!("{n}");
+            }
+        }
+        ImageCommand::Ls { format, quiet } => {
+            let list = images.list()?;
+            if format == "json" {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if quiet {
+                list.iter().for_each(|i| println!("{}", i.name));
+            } else {
+                println!(
+                    "{:<50} {:<12} {:<12} {:>10}  CREATED",
+                    "NAME", "IMAGE ID", "PLATFORM", "SIZE"
+                );
+                for i in list {
+                    println!(
+                        "{:<50} {:<12} {:<12} {:>10}  {}",
+                        i.name,
+                        i.id,
+                        i.platform,
+                        human(i.size),
+                        i.created
+                    );
+                }
+            }
+        }
+        ImageCommand::Inspect { reference } => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&images.inspect(&reference)?)?
+            );
+        }
+        ImageCommand::Rm { references } => {
+            anyhow::ensure!(!references.is_empty(), "image rm: name at least one image");
+            for r in references {
+                let (name, pruned) = images.remove(&r)?;
+                println!("{name}");
+                log.debug(&format!(
+                    "freed {} ({} blobs, {} snapshots)",
+                    human(pruned.bytes),
+                    pruned.blobs,
+                    pruned.snapshots
+                ));
+            }
+        }
+        ImageCommand::Prune => {
+            let p = images.prune()?;
+            println!(
+                "removed {} blobs and {} snapshots, {} freed",
+                p.blobs,
+                p.snapshots,
+                human(p.bytes)
+            );
+        }
+        ImageCommand::Tag { source, target } => println!("{}", images.tag(&source, &target)?),
+        ImageCommand::Df { format } => {
+            let du = images.disk_usage()?;
+            if format == "json" {
+                println!("{}", serde_json::to_string_pretty(&du)?);
+            } else {
+                println!("{} images", du.images);
+                println!("{:<10} {:>10}", "blobs", human(du.blobs));
+                println!("{:<10} {:>10}", "snapshots", human(du.snapshots));
+                println!("{:<10} {:>10}", "ingest", human(du.ingest));
+            }
+        }
+        ImageCommand::Unpack {
+            copy,
+            reference,
+            bundle,
+        } => {
+            images
+                .unpack(&reference, &bundle, copy, &mut say)
+                .with_context(|| format!("unpack {reference} into {}", bundle.display()))?;
+        }
+        ImageCommand::Unmount { bundle } => images.unmount(&bundle)?,
+    }
+    Ok(0)
+}
