@@ -8,7 +8,9 @@ MUSL := x86_64-unknown-linux-musl
 RELEASE_BIN = $(shell if rustup target list --installed 2>/dev/null | grep -qx $(MUSL); then echo target/$(MUSL)/release/berth; else echo target/release/berth; fi)
 RELEASE_FLAGS = $(shell if rustup target list --installed 2>/dev/null | grep -qx $(MUSL); then echo --target $(MUSL); fi)
 ROOTFS := rootfs-fixtures/build/busybox
-DEBIAN_PACKAGES := busybox-static libseccomp-dev pkg-config runc crun hyperfine jq qemu-system-x86 cpio procps iproute2 util-linux time binutils podman conmon catatonit containerd
+IMAGES := rootfs-fixtures/build/images
+DEBIAN_PACKAGES := busybox-static libseccomp-dev pkg-config runc crun hyperfine jq qemu-system-x86 cpio procps iproute2 util-linux time binutils podman conmon catatonit containerd \
+	docker-registry umoci skopeo apache2-utils zstd attr openssl musl-tools
 
 .PHONY: all setup build fixtures demo test lint unit-and-integration test-clients test-cgroupv2 bench clean
 
@@ -29,11 +31,13 @@ setup:
 SECCOMP_STATIC := target/libseccomp-static
 build: setup
 	@mkdir -p $(SECCOMP_STATIC) && cp -u /usr/lib/$$(gcc -dumpmachine)/libseccomp.a $(SECCOMP_STATIC)/
-	LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=$(abspath $(SECCOMP_STATIC)) cargo build --release $(RELEASE_FLAGS)
+	LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=$(abspath $(SECCOMP_STATIC)) CC_x86_64_unknown_linux_musl=musl-gcc \
+		cargo build --release $(RELEASE_FLAGS)
 	@echo "built $(RELEASE_BIN)"
 
 fixtures: setup
 	@[ -x $(ROOTFS)/bin/busybox ] || rootfs-fixtures/build-rootfs.sh $(ROOTFS)
+	@[ -d $(IMAGES)/registry ] || rootfs-fixtures/build-images.sh $(ROOTFS) $(IMAGES)
 
 ## demo: run a busybox container that prints its hostname, PID 1 and cgroup memory limit
 demo: build fixtures
