@@ -6,9 +6,38 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use berth::image::registry::Credentials;
 use berth::image::{Images, PullOptions, pull::human};
-use clap::Subcommand;
+use clap::{Parser, Subcommand};
 
 use super::Logger;
+
+/// berth image: the image store (pull, import, unpack into bundles).
+#[derive(Debug, Parser)]
+#[command(name = "berth image")]
+struct ImageCli {
+    /// Image store directory (default: berth's --data-root, $BERTH_DATA_ROOT or /var/lib/berth).
+    #[arg(long = "data-root", global = true)]
+    data_root: Option<PathBuf>,
+    #[command(subcommand)]
+    command: ImageCommand,
+}
+
+/// Parse and run `berth image ARGS`; returns the exit code.
+pub fn main(args: &[String], data_root: &Path, log: &Logger) -> Result<i32> {
+    let cli = match ImageCli::try_parse_from(
+        std::iter::once("berth image").chain(args.iter().map(String::as_str)),
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return Ok(e.exit_code());
+        }
+    };
+    dispatch(
+        cli.command,
+        cli.data_root.as_deref().unwrap_or(data_root),
+        log,
+    )
+}
 
 /// The image verbs.
 #[derive(Debug, Subcommand)]
@@ -84,7 +113,7 @@ pub enum ImageCommand {
 }
 
 /// Run one image verb; returns the exit code.
-pub fn dispatch(cmd: ImageCommand, data_root: &Path, log: &Logger) -> Result<i32> {
+fn dispatch(cmd: ImageCommand, data_root: &Path, log: &Logger) -> Result<i32> {
     let images = Images::new(data_root);
     let mut say = |line: &str| eprintln!("{line}");
     match cmd {

@@ -113,10 +113,14 @@ pub enum Command {
     },
     /// Print the runtime-spec features JSON.
     Features,
-    /// Manage images: pull, import, ls, inspect, rm, prune, tag, df, unpack.
+    /// Manage images: pull, import, ls, inspect, rm, prune, tag, df, unpack, unmount
+    /// (`berth image --help`).
+    // Parsed by cli::image only when asked for: building its clap tree on every runtime
+    // call would cost the OCI verbs page faults and time.
+    #[command(disable_help_flag = true)]
     Image {
-        #[command(subcommand)]
-        command: image::ImageCommand,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
 }
 
@@ -150,7 +154,7 @@ pub fn main() -> i32 {
         return 1;
     }
     let result = match command {
-        Command::Image { command } => image::dispatch(command, &cli.data_root, &logger),
+        Command::Image { args } => image::main(&args, &cli.data_root, &logger),
         other => oci::dispatch(other, &cli.root, &logger),
     };
     match result {
