@@ -12,7 +12,7 @@ IMAGES := rootfs-fixtures/build/images
 DEBIAN_PACKAGES := busybox-static libseccomp-dev pkg-config runc crun hyperfine jq qemu-system-x86 cpio procps iproute2 util-linux time binutils podman conmon catatonit containerd \
 	docker-registry umoci skopeo apache2-utils zstd attr openssl musl-tools
 
-.PHONY: all setup build fixtures demo test lint unit-and-integration test-clients test-cgroupv2 bench clean
+.PHONY: all setup build fixtures demo test lint unit-and-integration test-clients test-fuzz fuzz test-cgroupv2 bench clean
 
 all: build
 
@@ -45,7 +45,7 @@ demo: build fixtures
 
 ## test: lint, unit and root integration tests, real clients (podman, containerd), then the
 ## cgroup v2 tests in a qemu VM
-test: setup lint unit-and-integration test-clients test-cgroupv2
+test: setup lint unit-and-integration test-clients test-fuzz test-cgroupv2
 
 lint:
 	cargo fmt --check
@@ -60,6 +60,18 @@ test-clients: fixtures
 	tests/clients/podman.sh target/debug/berth
 	tests/clients/containerd.sh target/debug/berth
 
+## fuzz: the layer extractor under libFuzzer for FUZZ_SECONDS (cargo-fuzz on the stable
+## toolchain through RUSTC_BOOTSTRAP); test-fuzz is a short run of it
+FUZZ_SECONDS ?= 300
+fuzz: fixtures
+	@command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
+	fuzz/seed.sh
+	cd fuzz && RUSTC_BOOTSTRAP=1 BERTH_FUZZ_DIR=/run/berth-fuzz-$$$$ cargo fuzz run extract corpus/extract -- \
+		-max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096; rc=$$?; rm -rf /run/berth-fuzz-$$$$; exit $$rc
+
+test-fuzz:
+	$(MAKE) fuzz FUZZ_SECONDS=30
+
 ## test-cgroupv2: the integration tests again, on a pure cgroup v2 kernel in qemu
 test-cgroupv2: fixtures
 	tests/cgroupv2/run.sh
@@ -67,6 +79,7 @@ test-cgroupv2: fixtures
 ## bench: berth vs runc vs crun, side by side (release build)
 bench: build fixtures
 	tests/bench/bench.sh $(RELEASE_BIN)
+	tests/bench/images.sh $(RELEASE_BIN)
 
 clean:
 	cargo clean

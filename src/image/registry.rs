@@ -10,11 +10,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use base64::Engine as _;
-use oci_spec::distribution::Reference;
 use sha2::{Digest as _, Sha256};
 
 use super::error::{Error, Result};
-use super::model::ACCEPT_MANIFESTS;
+use super::model::{ACCEPT_MANIFESTS, Reference};
 use super::store::{Store, hex};
 
 /// Username and password for a registry.

@@ -399,9 +399,11 @@ mod tests {
             "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
         );
         assert_eq!(s.read_blob(&d).unwrap(), b"hello");
+        let world = sha256_digest(b"world");
         let e = s
-            .put_stream(&mut &b"tampered"[..], &d, Some(8))
+            .put_stream(&mut &b"tampered"[..], &world, Some(8))
             .unwrap_err();
+        assert!(!s.has_blob(&world), "a tampered blob entered the store");
         assert!(matches!(e, Error::Digest { .. }), "{e}");
         let other = sha256_digest(b"other");
         assert!(
