@@ -303,27 +303,29 @@ impl Images {
         let idx = self.store.index()?;
         let mut keep_blobs: HashSet<String> = HashSet::new();
         let mut keep_snaps: HashSet<String> = self.store.leased_snapshots()?.into_iter().collect();
+        let mut roots: Vec<&str> = Vec::new();
         for rec in idx.images.values() {
-            keep_blobs.insert(rec.manifest.clone());
-            keep_blobs.insert(rec.config.clone());
+            roots.push(&rec.manifest);
             if let Some(i) = &rec.index {
                 keep_blobs.insert(i.clone());
                 // the other platforms' manifests stay with their index
-                if let Ok(Document::Index(ix)) =
-                    model::parse_document(&self.store.read_blob(i)?, None)
+                if let Ok(Document::Index(ix)) = self
+                    .store
+                    .read_blob(i)
+                    .and_then(|b| model::parse_document(&b, None))
                 {
                     for m in ix.manifests() {
                         keep_blobs.insert(m.digest().to_string());
                     }
                 }
             }
-            if let Ok(layers) = self.layers(rec) {
-                let diffs: Vec<String> = layers.iter().map(|l| l.diff_id.clone()).collect();
-                for (l, chain) in layers.iter().zip(snapshot::chain_ids(&diffs)) {
-                    keep_blobs.insert(l.blob.clone());
-                    keep_snaps.insert(store::digest_hex(&chain)?[..12].to_string());
-                }
-            }
+        }
+        // what pulls in progress have fetched so far
+        let pulling = self.store.pulling()?;
+        keep_blobs.extend(pulling.iter().cloned());
+        roots.extend(pulling.iter().map(String::as_str));
+        for m in roots {
+            self.keep_manifest(m, &mut keep_blobs, &mut keep_snaps)?;
         }
         let mut out = Pruned::default();
         let blobs = self.store.root().join("blobs/sha256");
@@ -379,6 +381,36 @@ impl Images {
             }
         }
         Ok(out)
+    }
+
+    /// Keep a manifest, its config, its layers and their snapshots (whatever of them exists).
+    fn keep_manifest(
+        &self,
+        manifest: &str,
+        blobs: &mut HashSet<String>,
+        snaps: &mut HashSet<String>,
+    ) -> Result<()> {
+        blobs.insert(manifest.to_string());
+        let Ok(bytes) = self.store.read_blob(manifest) else {
+            return Ok(());
+        };
+        let Ok(Document::Manifest(m)) = model::parse_document(&bytes, None) else {
+            return Ok(());
+        };
+        let config = m.config().digest().to_string();
+        blobs.insert(config.clone());
+        blobs.extend(m.layers().iter().map(|l| l.digest().to_string()));
+        let Ok(cfg) = self
+            .store
+            .read_blob(&config)
+            .and_then(|b| model::parse_config(&b))
+        else {
+            return Ok(());
+        };
+        for chain in snapshot::chain_ids(cfg.rootfs().diff_ids()) {
+            snaps.insert(store::digest_hex(&chain)?[..12].to_string());
+        }
+        Ok(())
     }
 
     /// Disk usage of the store.

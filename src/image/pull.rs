@@ -150,15 +150,22 @@ pub fn pull(
 
     // 1. the manifest for our platform
     let (bytes, mt, digest) = client.manifest(&tag)?;
+    let mut held = vec![digest.clone()];
     let (mbytes, mdigest, index) = match model::parse_document(&bytes, mt.as_deref())? {
+        // the index is stored once the lease holds it
         Document::Index(ix) => {
             let chosen = select_platform(&ix, &platform)?.digest().to_string();
             let (mb, _, md) = client.manifest(&chosen)?;
-            store.put_bytes(&bytes, Some(&digest))?;
+            held.push(md.clone());
             (mb, md, Some(digest))
         }
-        Document::Manifest(_) => (bytes, digest, None),
+        Document::Manifest(_) => (bytes.clone(), digest, None),
     };
+    // until the name is set, only this lease keeps what is fetched from `image prune`
+    let _lease = store.pull_lease(&held.iter().map(String::as_str).collect::<Vec<_>>())?;
+    if let Some(i) = &index {
+        store.put_bytes(&bytes, Some(i))?;
+    }
     let Document::Manifest(manifest) = model::parse_document(&mbytes, None)? else {
         return Err(Error::Invalid(format!(
             "{name}: {mdigest} is an index inside an index"

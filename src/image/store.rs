@@ -60,6 +60,17 @@ pub struct Store {
 /// Exclusive hold on the store's index (and on GC).
 pub struct StoreLock(#[allow(dead_code)] Flock<OwnedFd>);
 
+/// A pull in progress: its lease file lives as long as this guard.
+pub struct PullLease {
+    path: PathBuf,
+}
+
+impl Drop for PullLease {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
 /// Lowercase hex of bytes.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -162,6 +173,47 @@ impl Store {
                 err: e.into(),
             })?;
         Ok(StoreLock(l))
+    }
+
+    /// Hold the content of `manifests` against `prune` while a pull fetches it: a lease file
+    /// naming them, removed when the returned guard drops (or by `prune`, once its process is
+    /// gone).
+    pub fn pull_lease(&self, manifests: &[&str]) -> Result<PullLease> {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = self
+            .root
+            .join("leases")
+            .join(format!("pull-{}-{n}", std::process::id()));
+        fs::write(&path, manifests.join("\n"))
+            .map_err(io_err(format!("write {}", path.display())))?;
+        Ok(PullLease { path })
+    }
+
+    /// Manifests that pulls in progress hold; leases of processes that are gone are removed.
+    pub fn pulling(&self) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let Ok(rd) = fs::read_dir(self.root.join("leases")) else {
+            return Ok(out);
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name.strip_prefix("pull-").and_then(|r| r.split('-').next()) else {
+                continue;
+            };
+            if !Path::new("/proc").join(pid).exists() {
+                let _ = fs::remove_file(e.path());
+                continue;
+            }
+            if let Ok(text) = fs::read_to_string(e.path()) {
+                out.extend(
+                    text.lines()
+                        .filter(|l| l.starts_with("sha256:"))
+                        .map(String::from),
+                );
+            }
+        }
+        Ok(out)
     }
 
     /// Every blob in the store.
@@ -357,6 +409,9 @@ impl Store {
             return Ok(out);
         };
         for e in rd.flatten() {
+            if e.file_name().to_string_lossy().starts_with("pull-") {
+                continue;
+            }
             if let Ok(text) = fs::read_to_string(e.path()) {
                 out.extend(
                     text.lines()

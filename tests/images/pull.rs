@@ -334,3 +334,62 @@ fn bad_references_and_unknown_images() {
     assert_eq!(s.names(), Vec::<String>::new());
     s.assert_no_leftovers();
 }
+
+#[test]
+fn prune_during_a_pull_keeps_what_the_pull_fetched() {
+    let s = Store::new("pull-prune");
+    // a small layer that arrives first and a 24 MB one that takes ~3 s through the proxy
+    let small = layer(&[Entry::File(b"small", b"first")]);
+    let big = layer(&[Entry::File(b"big", &noise(24 << 20, 11))]);
+    let layout = s.path("layout");
+    write_layout(&layout, "two", &[small.clone(), big.clone()], None);
+    let storage = s.path("registry");
+    store_in_registry(&layout, &storage, "berth/two");
+    let reg = Registry::start("open", &storage, &[]);
+    let proxy = SlowProxy::start(reg.port, 8 << 20);
+    let r = format!("127.0.0.1:{}/berth/two", proxy.port);
+    let child = Command::new(super::common::BERTH)
+        .env("BERTH_DATA_ROOT", &s.root)
+        .args(["image", "pull", "--jobs", "1", &r])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let small_blob = sha256(&small)[7..].to_string();
+    let t = Instant::now();
+    while !s.blobs().contains(&small_blob) {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the first layer never arrived"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // a stale lease of a process that is gone must not hold anything
+    fs::write(s.root.join("leases/pull-999999999-0"), sha256(b"gone")).unwrap();
+    s.ok(&["image", "prune"]);
+    assert!(
+        s.blobs().contains(&small_blob),
+        "prune removed a blob of a running pull"
+    );
+    assert!(
+        !s.root.join("leases/pull-999999999-0").exists(),
+        "a stale pull lease survived prune"
+    );
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        entries(&s.root.join("leases")),
+        Vec::<String>::new(),
+        "the pull's lease outlived it"
+    );
+    let b = s.path("bundle");
+    s.ok(&["image", "unpack", &r, b.to_str().unwrap()]);
+    assert_eq!(fs::read_to_string(b.join("rootfs/small")).unwrap(), "first");
+    assert_eq!(fs::metadata(b.join("rootfs/big")).unwrap().len(), 24 << 20);
+    s.ok(&["image", "unmount", b.to_str().unwrap()]);
+    s.assert_no_leftovers();
+}
