@@ -393,3 +393,34 @@ fn prune_during_a_pull_keeps_what_the_pull_fetched() {
     s.ok(&["image", "unmount", b.to_str().unwrap()]);
     s.assert_no_leftovers();
 }
+
+#[test]
+fn a_terminal_gets_progress_bars() {
+    let reg = Registry::fixtures("open");
+    let s = Store::new("pull-tty");
+    let cmd = format!(
+        "{} image pull {}/berth/multi",
+        super::common::BERTH,
+        reg.host()
+    );
+    // script(1) gives the pull a pseudo-terminal and copies what it draws
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("BERTH_DATA_ROOT", &s.root)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("\x1b[") && text.contains("/s") && text.contains("done"),
+        "no progress bars: {text}"
+    );
+    // without a terminal: plain lines
+    let s2 = Store::new("pull-notty");
+    let err = s2.ok_err(&["image", "pull", &format!("{}/berth/multi", reg.host())]);
+    assert!(
+        !err.contains("\x1b[") && err.contains("downloaded") && err.contains("unpacked"),
+        "{err}"
+    );
+}
