@@ -18,7 +18,7 @@ mnt=$work/mnt
 mkdir -p "$mnt"
 registry_pid=
 cleanup() {
-    [ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null && wait "$registry_pid" 2>/dev/null
+    if [ -n "$registry_pid" ]; then kill "$registry_pid" 2>/dev/null; wait "$registry_pid" 2>/dev/null || true; fi
     umount -l "$mnt" 2>/dev/null || true
     rm -rf "$work"
 }

@@ -720,3 +720,25 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
     v.truncate(len);
     v
 }
+
+/// A berth process a test started; killed if the test ends (or panics) before it exits.
+pub struct Spawned(Option<Child>);
+
+impl Spawned {
+    pub fn new(child: Child) -> Spawned {
+        Spawned(Some(child))
+    }
+
+    pub fn wait_with_output(mut self) -> Output {
+        self.0.take().unwrap().wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

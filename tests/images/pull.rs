@@ -265,13 +265,15 @@ fn a_pull_cut_off_by_a_dying_registry_resumes() {
         .root
         .join("ingest")
         .join(format!("{}.partial", &digest[7..]));
-    let child = Command::new(super::common::BERTH)
-        .env("BERTH_DATA_ROOT", &s.root)
-        .args(["image", "pull", &r])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = Spawned::new(
+        Command::new(super::common::BERTH)
+            .env("BERTH_DATA_ROOT", &s.root)
+            .args(["image", "pull", &r])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let t = Instant::now();
     while fs::metadata(&partial).map(|m| m.len()).unwrap_or(0) < 8 << 20 {
         assert!(
@@ -281,7 +283,7 @@ fn a_pull_cut_off_by_a_dying_registry_resumes() {
         std::thread::sleep(Duration::from_millis(20));
     }
     reg.kill();
-    let out = child.wait_with_output().unwrap();
+    let out = child.wait_with_output();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success(),
@@ -348,13 +350,15 @@ fn prune_during_a_pull_keeps_what_the_pull_fetched() {
     let reg = Registry::start("open", &storage, &[]);
     let proxy = SlowProxy::start(reg.port, 8 << 20);
     let r = format!("127.0.0.1:{}/berth/two", proxy.port);
-    let child = Command::new(super::common::BERTH)
-        .env("BERTH_DATA_ROOT", &s.root)
-        .args(["image", "pull", "--jobs", "1", &r])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = Spawned::new(
+        Command::new(super::common::BERTH)
+            .env("BERTH_DATA_ROOT", &s.root)
+            .args(["image", "pull", "--jobs", "1", &r])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let small_blob = sha256(&small)[7..].to_string();
     let t = Instant::now();
     while !s.blobs().contains(&small_blob) {
@@ -375,7 +379,7 @@ fn prune_during_a_pull_keeps_what_the_pull_fetched() {
         !s.root.join("leases/pull-999999999-0").exists(),
         "a stale pull lease survived prune"
     );
-    let out = child.wait_with_output().unwrap();
+    let out = child.wait_with_output();
     assert!(
         out.status.success(),
         "{}",
