@@ -28,3 +28,7 @@
 pub mod image;
 pub mod linux;
 pub mod oci;
+pub mod pod;
+
+/// The pod runtime: the library's entry point (the CRI's verbs in Rust types).
+pub use pod::Runtime;

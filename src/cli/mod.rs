@@ -4,6 +4,7 @@
 mod image;
 mod log;
 mod oci;
+mod pod;
 
 use std::path::PathBuf;
 
@@ -77,11 +78,11 @@ pub enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
-    /// List a container's processes.
+    /// List a container's processes (with an ID, as runc), or the containers of every pod.
     Ps {
         #[arg(short, long, default_value = "table", value_parser = ["table", "json"])]
         format: String,
-        id: String,
+        id: Option<String>,
         /// Arguments for ps(1) (default -ef).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         ps_args: Vec<String>,
@@ -122,6 +123,13 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Run and manage pods: run (a Kubernetes manifest), ls, inspect, stop, rm, logs, exec,
+    /// stats (`berth pod --help`).
+    #[command(disable_help_flag = true)]
+    Pod {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 /// Run the command line; returns the process exit code.
@@ -155,6 +163,10 @@ pub fn main() -> i32 {
     }
     let result = match command {
         Command::Image { args } => image::main(&args, &cli.data_root, &logger),
+        Command::Pod { args } => pod::main(&args, &cli.root, &cli.data_root, &logger),
+        Command::Ps {
+            format, id: None, ..
+        } => pod::ps(&cli.root, &cli.data_root, &format).map(|_| 0),
         other => oci::dispatch(other, &cli.root, &logger),
     };
     match result {

@@ -268,7 +268,7 @@ pub fn dispatch(cmd: Command, root: &Path, log: &Logger) -> Result<i32> {
         Command::List { format, quiet } => list(&rt, &format, quiet)?,
         Command::Ps {
             format,
-            id,
+            id: Some(id),
             ps_args,
         } => ps(&rt, &id, &format, &ps_args)?,
         Command::Spec { bundle, rootless } => {
@@ -289,7 +289,9 @@ pub fn dispatch(cmd: Command, root: &Path, log: &Logger) -> Result<i32> {
                 serde_json::to_string_pretty(&berth::oci::features::features())?
             );
         }
-        Command::Image { .. } => unreachable!("image verbs are dispatched by cli::image"),
+        Command::Image { .. } | Command::Pod { .. } | Command::Ps { id: None, .. } => {
+            unreachable!("image, pod and pod-ps verbs are dispatched by their own modules")
+        }
     }
     Ok(0)
 }

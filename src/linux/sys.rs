@@ -626,9 +626,16 @@ pub const EXEC_STUB: [u8; 175] = {
         0xb8, 0xe7, 0x00, 0x00, 0x00, // exit: mov eax, 231 (exit_group)
         0x0f, 0x05, //                   syscall
     ];
+    tiny_elf::<175>(&CODE)
+};
+
+/// A static x86_64 ELF executable of `code` alone: ELF header, one R+X PT_LOAD of the whole
+/// file at 0x400000, the code right after the headers (`N` = 120 + code length).
+#[cfg(target_arch = "x86_64")]
+const fn tiny_elf<const N: usize>(code: &[u8]) -> [u8; N] {
     const BASE: u64 = 0x40_0000;
-    const SIZE: u64 = 64 + 56 + CODE.len() as u64;
-    let mut b = [0u8; 175];
+    let size = (N as u64).to_le_bytes();
+    let mut b = [0u8; N];
     // ELF header
     let ident = [0x7f, b'E', b'L', b'F', 2, 1, 1, 0];
     let mut i = 0;
@@ -653,7 +660,6 @@ pub const EXEC_STUB: [u8; 175] = {
     b[64] = 1; // PT_LOAD
     b[68] = 5; // PF_R | PF_X
     let base = BASE.to_le_bytes();
-    let size = SIZE.to_le_bytes();
     let mut i = 0;
     while i < 8 {
         b[64 + 16 + i] = base[i]; // p_vaddr
@@ -664,18 +670,39 @@ pub const EXEC_STUB: [u8; 175] = {
     }
     b[64 + 48 + 1] = 0x10; // p_align 0x1000
     let mut i = 0;
-    while i < CODE.len() {
-        b[120 + i] = CODE[i];
+    while i < code.len() {
+        b[120 + i] = code[i];
         i += 1;
     }
     b
-};
+}
 
-/// The exec stub in a sealed memfd (write, grow, shrink and seal sealed): made once per
-/// container process, in the parent, before the clone.
+/// The holder of a pod's shared PID namespace (its PID 1): a 169-byte static ELF that reaps
+/// every child reparented to it and otherwise sleeps, as Kubernetes' pause does. It ignores
+/// every signal sent from inside the namespace (PID 1 without handlers).
 #[cfg(target_arch = "x86_64")]
-pub fn exec_stub() -> io::Result<OwnedFd> {
-    let name = c"berth-exec";
+pub const PAUSE_STUB: [u8; 169] = tiny_elf::<169>(&[
+    0xbf, 0xff, 0xff, 0xff, 0xff, // loop: mov edi, -1             any child
+    0x31, 0xf6, //                   xor esi, esi                  no status
+    0xba, 0x00, 0x00, 0x00, 0x40, // mov edx, __WALL
+    0x45, 0x31, 0xd2, //             xor r10d, r10d                no rusage
+    0xb8, 0x3d, 0x00, 0x00, 0x00, // mov eax, 61 (wait4)
+    0x0f, 0x05, //                   syscall
+    0x48, 0x85, 0xc0, //             test rax, rax
+    0x79, 0xe5, //                   jns loop                      reaped one: again
+    0x6a, 0x00, //                   push 0                        tv_nsec
+    0x6a, 0x01, //                   push 1                        tv_sec
+    0x48, 0x89, 0xe7, //             mov rdi, rsp
+    0x31, 0xf6, //                   xor esi, esi
+    0xb8, 0x23, 0x00, 0x00, 0x00, // mov eax, 35 (nanosleep)       no child: sleep 1 s
+    0x0f, 0x05, //                   syscall
+    0x48, 0x83, 0xc4, 0x10, //       add rsp, 16
+    0xeb, 0xcf, //                   jmp loop
+]);
+
+/// A sealed memfd holding `bytes` (write, grow, shrink and seal sealed), to exec.
+#[cfg(target_arch = "x86_64")]
+fn sealed_memfd(name: &std::ffi::CStr, bytes: &[u8]) -> io::Result<OwnedFd> {
     // SAFETY: name is a valid C string.
     let fd =
         unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
@@ -683,15 +710,66 @@ pub fn exec_stub() -> io::Result<OwnedFd> {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: fd was just created and is owned by nobody else.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let mut f = std::fs::File::from(fd);
-    std::io::Write::write_all(&mut f, &EXEC_STUB)?;
+    let mut f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    std::io::Write::write_all(&mut f, bytes)?;
     let seals = libc::F_SEAL_WRITE | libc::F_SEAL_GROW | libc::F_SEAL_SHRINK | libc::F_SEAL_SEAL;
     // SAFETY: F_ADD_SEALS takes an integer argument.
     if unsafe { libc::fcntl(f.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(OwnedFd::from(f))
+}
+
+/// Drop this process's mappings of the executable's read-only pages (code, constants,
+/// relocation tables): they stay in the page cache and fault back in on use. A long-lived
+/// process (the pod monitor) then holds only what its loop touches. Writable segments are
+/// left alone (their pages are private copies).
+pub fn drop_own_code_pages() {
+    // SAFETY: getauxval has no preconditions.
+    let (phdr, phnum) = unsafe {
+        (
+            libc::getauxval(libc::AT_PHDR) as usize,
+            libc::getauxval(libc::AT_PHNUM) as usize,
+        )
+    };
+    if phdr == 0 || phnum == 0 {
+        return;
+    }
+    // SAFETY: AT_PHDR/AT_PHNUM describe this executable's program headers, mapped for the
+    // life of the process.
+    let headers: &[libc::Elf64_Phdr] =
+        unsafe { std::slice::from_raw_parts(phdr as *const libc::Elf64_Phdr, phnum) };
+    let Some(bias) = headers
+        .iter()
+        .find(|h| h.p_type == libc::PT_PHDR)
+        .map(|h| phdr - h.p_vaddr as usize)
+    else {
+        return;
+    };
+    let page = 4096usize;
+    for h in headers
+        .iter()
+        .filter(|h| h.p_type == libc::PT_LOAD && h.p_flags & libc::PF_W == 0)
+    {
+        let start = (bias + h.p_vaddr as usize) & !(page - 1);
+        let end = (bias + (h.p_vaddr + h.p_memsz) as usize + page - 1) & !(page - 1);
+        // SAFETY: the range is a read-only mapping of our own executable; dropping its pages
+        // changes no content (they are re-read from the file).
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+    }
+}
+
+/// The pause stub in a sealed memfd.
+#[cfg(target_arch = "x86_64")]
+pub fn pause_stub() -> io::Result<OwnedFd> {
+    sealed_memfd(c"berth-pause", &PAUSE_STUB)
+}
+
+/// The exec stub in a sealed memfd (write, grow, shrink and seal sealed): made once per
+/// container process, in the parent, before the clone.
+#[cfg(target_arch = "x86_64")]
+pub fn exec_stub() -> io::Result<OwnedFd> {
+    sealed_memfd(c"berth-exec", &EXEC_STUB)
 }
 
 /// `execveat(fd, "", argv, envp, AT_EMPTY_PATH)`: run the file an fd refers to. Returns only

@@ -1,0 +1,129 @@
+//! The pod's cgroup (`<parent>/pod-<id>`, containers below it), its limits, and what the
+//! monitor reads from its containers' cgroups (OOM kills, processes).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::linux::cgroup::{self, Dirs, Layout, Write};
+
+use super::config::Resources;
+use super::error::Result;
+
+/// Default parent of pod cgroups.
+pub const DEFAULT_PARENT: &str = "/berth";
+
+/// Absolute cgroupsPath of a pod.
+pub fn pod_path(parent: Option<&str>, pod_id: &str) -> String {
+    let parent = parent.unwrap_or(DEFAULT_PARENT).trim_end_matches('/');
+    format!("{parent}/pod-{pod_id}")
+}
+
+/// Absolute cgroupsPath of a container of a pod.
+pub fn container_path(pod_cgroup: &str, ctr_id: &str) -> String {
+    format!("{pod_cgroup}/{ctr_id}")
+}
+
+fn dirs(path: &str) -> Option<(Layout, Dirs)> {
+    let layout = Layout::detect().ok()?;
+    let dirs = layout.resolve(Path::new(path));
+    Some((layout, dirs))
+}
+
+/// The cgroup writes of a set of limits (v1 or v2 files).
+pub fn writes(layout: &Layout, r: &Resources) -> Vec<Write> {
+    let mut w = Vec::new();
+    if layout.is_v2() {
+        if let Some(s) = r.cpu_shares {
+            // runc's conversion of shares to weight
+            let weight = 1 + ((s.clamp(2, 262_144) - 2) * 9999) / 262_142;
+            w.push(Write::v2("cpu.weight", weight));
+        }
+        if let Some(q) = r.cpu_quota {
+            w.push(Write::v2(
+                "cpu.max",
+                format!("{q} {}", r.cpu_period.unwrap_or(100_000)),
+            ));
+        }
+        if let Some(m) = r.memory_limit {
+            w.push(Write::v2("memory.max", m));
+        }
+        if let Some(p) = r.pids_limit {
+            w.push(Write::v2("pids.max", p));
+        }
+    } else {
+        if let Some(s) = r.cpu_shares {
+            w.push(Write::v1("cpu", "cpu.shares", s));
+        }
+        if let Some(q) = r.cpu_quota {
+            w.push(Write::v1(
+                "cpu",
+                "cpu.cfs_period_us",
+                r.cpu_period.unwrap_or(100_000),
+            ));
+            w.push(Write::v1("cpu", "cpu.cfs_quota_us", q));
+        }
+        if let Some(m) = r.memory_limit {
+            w.push(Write::v1("memory", "memory.limit_in_bytes", m));
+        }
+        if let Some(p) = r.pids_limit {
+            w.push(Write::v1("pids", "pids.max", p));
+        }
+    }
+    w
+}
+
+/// Create the pod's cgroup with its limits; returns the directories created (for removal).
+pub fn create(path: &str, r: Option<&Resources>) -> Result<Vec<PathBuf>> {
+    let layout = Layout::detect()?;
+    let d = layout.resolve(Path::new(path));
+    let created = cgroup::create(&layout, &d)?;
+    if let Some(r) = r {
+        if let Err(e) = cgroup::apply(&d, &writes(&layout, r)) {
+            let _ = cgroup::remove(&d, &created);
+            return Err(e.into());
+        }
+    }
+    Ok(created)
+}
+
+/// Remove the pod's cgroup (and parents it created that nothing else uses).
+pub fn remove(path: &str, created: &[PathBuf]) -> Result<()> {
+    let Some((_, d)) = dirs(path) else {
+        return Ok(());
+    };
+    cgroup::remove(&d, created)?;
+    Ok(())
+}
+
+/// Does the pod's cgroup (any hierarchy) still exist?
+pub fn exists(path: &str) -> bool {
+    dirs(path).is_some_and(|(_, d)| d.all().iter().any(|p| p.exists()))
+}
+
+/// How many times the kernel's OOM killer killed in this cgroup (0 if unknown).
+pub fn oom_kills(path: &str) -> u64 {
+    let Some((layout, d)) = dirs(path) else {
+        return 0;
+    };
+    let file = if layout.is_v2() {
+        d.all().first().map(|p| p.join("memory.events"))
+    } else {
+        d.v1_dir("memory").map(|p| p.join("memory.oom_control"))
+    };
+    let Some(text) = file.and_then(|f| fs::read_to_string(f).ok()) else {
+        return 0;
+    };
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("oom_kill ")
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Processes in the cgroup.
+pub fn procs(path: &str) -> Vec<i32> {
+    dirs(path)
+        .and_then(|(_, d)| cgroup::procs(&d).ok())
+        .unwrap_or_default()
+}

@@ -1,0 +1,356 @@
+//! CNI 1.0: run the standard plugins (bridge, host-local, portmap, firewall, ...) for a pod.
+//!
+//! The network is the first configuration of the config dir (`.conflist`, `.conf` or `.json`,
+//! by file name, as kubelet picks it), or berth's own default: a bridge `berth0` on
+//! 10.77.0.0/16 (podman uses 10.88.0.0/16), host-local IPAM, portmap for hostPorts and
+//! firewall rules. ADD runs the chain in order, each plugin given the previous result; DEL runs
+//! it in reverse with the cached result; a failed ADD deletes what it added.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::error::{Error, Result, io};
+
+/// Where configurations and plugins are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CniPaths {
+    pub conf_dir: PathBuf,
+    pub plugin_dirs: Vec<PathBuf>,
+    /// host-local IPAM leases of the default network.
+    pub ipam_dir: PathBuf,
+}
+
+impl Default for CniPaths {
+    fn default() -> Self {
+        CniPaths {
+            conf_dir: "/etc/cni/net.d".into(),
+            plugin_dirs: vec!["/usr/lib/cni".into(), "/opt/cni/bin".into()],
+            ipam_dir: "/var/lib/berth/cni/networks".into(),
+        }
+    }
+}
+
+/// A network: the parsed conflist.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Network {
+    pub name: String,
+    pub cni_version: String,
+    pub plugins: Vec<Value>,
+    /// Where it came from (a file, or "berth default").
+    pub source: String,
+}
+
+/// The default network's subnet.
+pub const DEFAULT_SUBNET: &str = "10.77.0.0/16";
+pub const DEFAULT_BRIDGE: &str = "berth0";
+
+/// berth's default network.
+pub fn default_network(paths: &CniPaths) -> Network {
+    Network {
+        name: "berth".into(),
+        cni_version: "1.0.0".into(),
+        plugins: vec![
+            json!({"type": "bridge", "bridge": DEFAULT_BRIDGE, "isGateway": true, "ipMasq": true, "hairpinMode": true,
+                "ipam": {"type": "host-local", "ranges": [[{"subnet": DEFAULT_SUBNET, "gateway": "10.77.0.1"}]],
+                         "routes": [{"dst": "0.0.0.0/0"}], "dataDir": paths.ipam_dir}}),
+            json!({"type": "portmap", "capabilities": {"portMappings": true}}),
+            json!({"type": "firewall"}),
+        ],
+        source: "berth default".into(),
+    }
+}
+
+/// Load the network: the first configuration file of the config dir, else the default.
+pub fn load(paths: &CniPaths) -> Result<Network> {
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(&paths.conf_dir) {
+        Ok(rd) => rd
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                matches!(
+                    p.extension().and_then(|e| e.to_str()),
+                    Some("conflist" | "conf" | "json")
+                )
+            })
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            return Err(Error::Io {
+                step: format!("read CNI config dir {}", paths.conf_dir.display()),
+                err: e,
+            });
+        }
+    };
+    files.sort();
+    let Some(f) = files.first() else {
+        return Ok(default_network(paths));
+    };
+    let text = std::fs::read_to_string(f).map_err(io(format!("read {}", f.display())))?;
+    let v: Value =
+        serde_json::from_str(&text).map_err(|e| Error::Cni(format!("{}: {e}", f.display())))?;
+    let bad = |m: &str| Error::Cni(format!("{}: {m}", f.display()));
+    let name = v
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("no \"name\""))?
+        .to_string();
+    let version = v
+        .get("cniVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("1.0.0")
+        .to_string();
+    let plugins = match v.get("plugins") {
+        Some(Value::Array(a)) if !a.is_empty() => a.clone(),
+        Some(_) => return Err(bad("\"plugins\" must be a non-empty list")),
+        // a single-plugin .conf
+        None => vec![v.clone()],
+    };
+    for (i, p) in plugins.iter().enumerate() {
+        if p.get("type").and_then(Value::as_str).is_none() {
+            return Err(bad(&format!("plugins[{i}] has no \"type\"")));
+        }
+    }
+    Ok(Network {
+        name,
+        cni_version: version,
+        plugins,
+        source: f.display().to_string(),
+    })
+}
+
+/// One pod's attachment to a network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub container_id: String,
+    pub netns: PathBuf,
+    pub ifname: String,
+    /// `CNI_ARGS` (K8S_POD_NAMESPACE, K8S_POD_NAME, ...).
+    pub args: Vec<(String, String)>,
+    /// Capability arguments (`portMappings`), passed as runtimeConfig to plugins that declare them.
+    pub runtime_config: Value,
+}
+
+/// What ADD produced, cached for CHECK and DEL.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cached {
+    pub network: Network,
+    pub attachment: Attachment,
+    pub result: Value,
+}
+
+impl Cached {
+    /// The pod's IP addresses (without prefix length).
+    pub fn ips(&self) -> Vec<String> {
+        self.result
+            .get("ips")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|ip| ip.get("address").and_then(Value::as_str))
+                    .map(|s| s.split('/').next().unwrap_or(s).to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+fn find_plugin(paths: &CniPaths, kind: &str) -> Result<PathBuf> {
+    if kind.contains('/') {
+        return Err(Error::Cni(format!(
+            "plugin type {kind:?} is not a plain name"
+        )));
+    }
+    paths
+        .plugin_dirs
+        .iter()
+        .map(|d| d.join(kind))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            let dirs: Vec<String> = paths
+                .plugin_dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect();
+            Error::Cni(format!("plugin {kind:?} not found in {}", dirs.join(":")))
+        })
+}
+
+/// The stdin of one plugin call.
+fn plugin_conf(net: &Network, plugin: &Value, att: &Attachment, prev: Option<&Value>) -> Value {
+    let mut conf = plugin.clone();
+    conf["name"] = json!(net.name);
+    conf["cniVersion"] = json!(net.cni_version);
+    if let Some(p) = prev {
+        conf["prevResult"] = p.clone();
+    }
+    // runtimeConfig: only the capabilities the plugin declares
+    if let Some(caps) = plugin.get("capabilities").and_then(Value::as_object) {
+        let mut rc = serde_json::Map::new();
+        for (cap, on) in caps {
+            if on.as_bool() == Some(true) {
+                if let Some(v) = att.runtime_config.get(cap) {
+                    rc.insert(cap.clone(), v.clone());
+                }
+            }
+        }
+        if !rc.is_empty() {
+            conf["runtimeConfig"] = Value::Object(rc);
+        }
+    }
+    conf
+}
+
+/// Run one plugin; its stdout JSON (or an error built from its CNI error object).
+fn exec(
+    paths: &CniPaths,
+    command: &str,
+    net: &Network,
+    plugin: &Value,
+    att: &Attachment,
+    prev: Option<&Value>,
+) -> Result<Value> {
+    let kind = plugin["type"].as_str().unwrap_or_default();
+    let bin = find_plugin(paths, kind)?;
+    let conf = plugin_conf(net, plugin, att, prev);
+    let args: Vec<String> = att.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let cni_path: Vec<String> = paths
+        .plugin_dirs
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect();
+    let mut child = Command::new(&bin)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("CNI_COMMAND", command)
+        .env("CNI_CONTAINERID", &att.container_id)
+        .env("CNI_NETNS", &att.netns)
+        .env("CNI_IFNAME", &att.ifname)
+        .env("CNI_ARGS", args.join(";"))
+        .env("CNI_PATH", cni_path.join(":"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(io(format!("run CNI plugin {}", bin.display())))?;
+    let input = serde_json::to_vec(&conf).expect("JSON serialises");
+    let mut stdin = child.stdin.take().expect("piped");
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child
+        .wait_with_output()
+        .map_err(io(format!("wait for CNI plugin {kind}")))?;
+    let _ = writer.join();
+    if !out.status.success() {
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        let msg = v
+            .get("msg")
+            .and_then(Value::as_str)
+            .map(String::from)
+            .unwrap_or_else(|| String::from_utf8_lossy(&out.stderr).trim().to_string());
+        let details = v
+            .get("details")
+            .and_then(Value::as_str)
+            .map(|d| format!(" ({d})"))
+            .unwrap_or_default();
+        return Err(Error::Cni(format!(
+            "{kind} {command} for {}: {msg}{details} [{}]",
+            att.container_id, out.status
+        )));
+    }
+    if command == "ADD" {
+        serde_json::from_slice(&out.stdout)
+            .map_err(|e| Error::Cni(format!("{kind} ADD: invalid result: {e}")))
+    } else {
+        Ok(Value::Null)
+    }
+}
+
+/// ADD the pod to the network; on failure, what was added is deleted again.
+pub fn add(paths: &CniPaths, net: &Network, att: &Attachment) -> Result<Cached> {
+    let mut prev: Option<Value> = None;
+    for (i, p) in net.plugins.iter().enumerate() {
+        match exec(paths, "ADD", net, p, att, prev.as_ref()) {
+            Ok(r) => prev = Some(r),
+            Err(e) => {
+                // undo the plugins that ran, and the failed one (it may have done half)
+                for q in net.plugins[..=i].iter().rev() {
+                    let _ = exec(paths, "DEL", net, q, att, prev.as_ref());
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(Cached {
+        network: net.clone(),
+        attachment: att.clone(),
+        result: prev.unwrap_or(Value::Null),
+    })
+}
+
+/// DEL the pod from the network it was added to (every plugin is run; the first error is
+/// returned after all ran).
+pub fn del(paths: &CniPaths, cached: &Cached) -> Result<()> {
+    let mut first = None;
+    for p in cached.network.plugins.iter().rev() {
+        if let Err(e) = exec(
+            paths,
+            "DEL",
+            &cached.network,
+            p,
+            &cached.attachment,
+            Some(&cached.result),
+        ) {
+            first.get_or_insert(e);
+        }
+    }
+    first.map_or(Ok(()), Err)
+}
+
+/// CHECK that the pod's network is as ADD left it.
+pub fn check(paths: &CniPaths, cached: &Cached) -> Result<()> {
+    for p in &cached.network.plugins {
+        exec(
+            paths,
+            "CHECK",
+            &cached.network,
+            p,
+            &cached.attachment,
+            Some(&cached.result),
+        )?;
+    }
+    Ok(())
+}
+
+/// Write the cache next to the pod.
+pub fn save(path: &Path, c: &Cached) -> Result<()> {
+    crate::pod::state::write_json(path, c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtime_config_only_for_declared_capabilities() {
+        let paths = CniPaths::default();
+        let net = default_network(&paths);
+        let att = Attachment {
+            container_id: "c".into(),
+            netns: "/x".into(),
+            ifname: "eth0".into(),
+            args: vec![],
+            runtime_config: json!({"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]}),
+        };
+        let bridge = plugin_conf(&net, &net.plugins[0], &att, None);
+        assert!(bridge.get("runtimeConfig").is_none());
+        assert_eq!(bridge["name"], "berth");
+        let pm = plugin_conf(&net, &net.plugins[1], &att, Some(&json!({"ips": []})));
+        assert_eq!(pm["runtimeConfig"]["portMappings"][0]["hostPort"], 8080);
+        assert_eq!(pm["prevResult"], json!({"ips": []}));
+    }
+}

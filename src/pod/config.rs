@@ -1,0 +1,176 @@
+//! What a pod and its containers are, in berth's own terms (close to the CRI's
+//! PodSandboxConfig and ContainerConfig): the CLI's Kubernetes manifests and the CRI server both
+//! become these.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// A pod: shared network, IPC and UTS namespaces (and optionally PID), one cgroup, one IP.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PodConfig {
+    pub name: String,
+    pub namespace: String,
+    /// Kubernetes' UID of the pod (generated when absent).
+    pub uid: String,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// Hostname of the pod's UTS namespace (default: the pod name).
+    pub hostname: Option<String>,
+    /// Use the host's network namespace (no CNI).
+    pub host_network: bool,
+    /// One PID namespace for all containers of the pod.
+    pub share_pid: bool,
+    /// resolv.conf of the pod (default: the host's).
+    pub dns: Option<DnsConfig>,
+    /// `hostPort`s, set up by the CNI portmap plugin.
+    pub port_mappings: Vec<PortMapping>,
+    /// Namespaced sysctls set in the pod's namespaces.
+    pub sysctls: BTreeMap<String, String>,
+    /// Parent cgroup of the pod's cgroup (default `/berth`).
+    pub cgroup_parent: Option<String>,
+    /// Where container logs go (default `/var/log/berth/pods/<ns>_<name>_<uid>`).
+    pub log_directory: Option<PathBuf>,
+    /// Pod-wide limits (default: the sum of the containers' limits when all have them).
+    pub resources: Option<Resources>,
+    /// Volumes the containers can mount.
+    pub volumes: Vec<Volume>,
+    /// Grace period of a stop before SIGKILL.
+    pub termination_grace_seconds: u64,
+    /// What the pod monitor does when a container exits (CLI pods; the CRI leaves it to kubelet).
+    pub restart_policy: RestartPolicy,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsConfig {
+    pub nameservers: Vec<String>,
+    pub searches: Vec<String>,
+    pub options: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortMapping {
+    pub container_port: u16,
+    pub host_port: u16,
+    /// `tcp`, `udp` or `sctp`.
+    pub protocol: String,
+    pub host_ip: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RestartPolicy {
+    #[default]
+    Always,
+    OnFailure,
+    Never,
+}
+
+/// A pod volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Volume {
+    pub name: String,
+    pub source: VolumeSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VolumeSource {
+    /// A directory that lives as long as the pod: on disk, or a tmpfs of `size_limit` bytes
+    /// (`medium: Memory`).
+    EmptyDir {
+        memory: bool,
+        size_limit: Option<u64>,
+    },
+    /// A host path; `kind` is Kubernetes' hostPath type ("" for no check).
+    HostPath { path: PathBuf, kind: String },
+}
+
+/// cgroup limits of a container or a pod.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    /// Relative CPU weight in cgroup v1 shares (2..262144).
+    pub cpu_shares: Option<u64>,
+    /// CPU time per period, in microseconds.
+    pub cpu_quota: Option<i64>,
+    pub cpu_period: Option<u64>,
+    pub cpuset_cpus: Option<String>,
+    pub cpuset_mems: Option<String>,
+    /// Bytes.
+    pub memory_limit: Option<i64>,
+    pub memory_reservation: Option<i64>,
+    pub pids_limit: Option<i64>,
+}
+
+/// One container of a pod.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContainerConfig {
+    pub name: String,
+    /// An image reference (pulled when missing from the store, unless `pull` says never).
+    pub image: String,
+    pub pull: PullPolicy,
+    /// Replaces the image's Entrypoint.
+    pub command: Vec<String>,
+    /// Replaces the image's Cmd.
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub working_dir: Option<String>,
+    pub mounts: Vec<Mount>,
+    pub resources: Resources,
+    pub security: Security,
+    /// Log file (CRI format); default `<pod log dir>/<name>/<restart>.log`.
+    pub log_path: Option<PathBuf>,
+    pub tty: bool,
+    pub stdin: bool,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// Runs to completion, in order, before the app containers start.
+    pub init: bool,
+    /// Signal that asks the container to stop (default: the image's StopSignal, else SIGTERM).
+    pub stop_signal: Option<String>,
+    /// Ports the container listens on (informational, as in Kubernetes).
+    pub ports: Vec<u16>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PullPolicy {
+    Always,
+    #[default]
+    IfNotPresent,
+    Never,
+}
+
+/// A mount into a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mount {
+    pub container_path: String,
+    pub source: MountSource,
+    pub readonly: bool,
+    /// `private` (default), `rslave` (HostToContainer) or `rshared` (Bidirectional).
+    pub propagation: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MountSource {
+    /// A host path (the CRI's mounts).
+    Host(PathBuf),
+    /// A pod volume, optionally a path inside it.
+    Volume {
+        name: String,
+        sub_path: Option<String>,
+    },
+}
+
+/// A container's security settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Security {
+    pub run_as_user: Option<u32>,
+    pub run_as_group: Option<u32>,
+    pub run_as_non_root: bool,
+    /// Capability names as Kubernetes writes them (`NET_ADMIN`) or with `CAP_`.
+    pub caps_add: Vec<String>,
+    pub caps_drop: Vec<String>,
+    pub privileged: bool,
+    pub readonly_rootfs: bool,
+    /// `allowPrivilegeEscalation`; false sets no_new_privs.
+    pub allow_privilege_escalation: bool,
+}

@@ -1,0 +1,1085 @@
+//! Pods: groups of containers that share one network namespace (one IP, one port space), IPC
+//! and UTS, each container with its own mount and PID namespace (or one pod-wide PID
+//! namespace), in one cgroup, networked by CNI, watched by one monitor process per pod.
+//!
+//! [`Runtime`] is the library's entry point, with the CRI's verbs in Rust types: the CLI
+//! (`berth pod ...`) and the CRI server are thin layers over it.
+//!
+//! ```no_run
+//! use berth::pod::{Options, Runtime, manifest};
+//!
+//! let rt = Runtime::new(Options::default());
+//! let text = std::fs::read_to_string("pod.yaml")?;
+//! for m in manifest::parse(&text)? {
+//!     let pod = rt.run_pod(&m, &mut |line| eprintln!("{line}"))?;
+//!     println!("{pod}");
+//! }
+//! # Ok::<(), berth::pod::Error>(())
+//! ```
+
+pub mod cgroup;
+pub mod cni;
+pub mod config;
+pub mod container;
+pub mod error;
+pub mod logs;
+pub mod manifest;
+pub mod monitor;
+pub mod netns;
+pub mod state;
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::json;
+
+pub use config::*;
+use error::io;
+pub use error::{Error, Result};
+pub use manifest::PodManifest;
+use monitor::{Request, Response};
+use state::{
+    ContainerRecord, ContainerState, ContainerStatus, PodDir, PodRecord, PodState, read_json,
+    write_json,
+};
+
+use crate::image::{Images, PullOptions};
+
+/// Where berth keeps things, and how it reaches CNI and the monitor.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// State of pods (`<root>/pods`); default `/run/berth`.
+    pub root: PathBuf,
+    /// The image store; default `/var/lib/berth`.
+    pub data_root: PathBuf,
+    /// Container logs; default `/var/log/berth/pods`.
+    pub log_root: PathBuf,
+    pub cni: cni::CniPaths,
+    /// The `berth` binary, run as the pod monitor and for `exec` (default: this program if it
+    /// is berth, else `$BERTH_BINARY`, else `berth` on PATH).
+    pub berth_binary: PathBuf,
+    /// First restart back-off of supervised pods (kubelet's: 10 s).
+    pub restart_backoff: Duration,
+    /// How images missing from the store are pulled.
+    pub pull: PullOptions,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            root: crate::oci::DEFAULT_ROOT.into(),
+            data_root: crate::image::store::DEFAULT_DATA_ROOT.into(),
+            log_root: "/var/log/berth/pods".into(),
+            cni: cni::CniPaths::default(),
+            berth_binary: default_binary(),
+            restart_backoff: Duration::from_secs(10),
+            pull: PullOptions::default(),
+        }
+    }
+}
+
+fn default_binary() -> PathBuf {
+    if let Some(b) = std::env::var_os("BERTH_BINARY") {
+        return b.into();
+    }
+    match std::env::current_exe() {
+        Ok(p) if p.file_name().is_some_and(|n| n == "berth") => p,
+        _ => "berth".into(),
+    }
+}
+
+/// A pod as `pod ls`/`inspect` show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PodStatus {
+    #[serde(flatten)]
+    pub record: PodRecord,
+    pub containers: Vec<ContainerInfo>,
+    /// Inodes of the pod's namespaces (`net`, `ipc`, `uts`).
+    pub namespaces: std::collections::BTreeMap<String, u64>,
+    pub monitor_pid: Option<i32>,
+}
+
+/// A container and what the monitor recorded about it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContainerInfo {
+    #[serde(flatten)]
+    pub record: ContainerRecord,
+    pub status: ContainerStatus,
+}
+
+/// The pod runtime.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    opts: Options,
+    images: Images,
+}
+
+/// Steps to undo if creating a pod fails part way.
+enum Undo {
+    Dir(PathBuf),
+    Namespaces(PathBuf),
+    Cgroup(String, Vec<PathBuf>),
+    Mount(PathBuf),
+    Network(Box<cni::Cached>),
+    Monitor(PodDir),
+}
+
+impl Runtime {
+    pub fn new(opts: Options) -> Runtime {
+        let images = Images::new(&opts.data_root);
+        Runtime { opts, images }
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    pub fn images(&self) -> &Images {
+        &self.images
+    }
+
+    fn pods_dir(&self) -> PathBuf {
+        self.opts.root.join("pods")
+    }
+
+    fn pod_dir(&self, id: &str) -> PodDir {
+        PodDir(self.pods_dir().join(id))
+    }
+
+    // ----- pods
+
+    /// Every pod.
+    pub fn list_pods(&self) -> Result<Vec<PodRecord>> {
+        let mut out = Vec::new();
+        let Ok(rd) = fs::read_dir(self.pods_dir()) else {
+            return Ok(out);
+        };
+        for e in rd.flatten() {
+            if let Ok(r) = read_json::<PodRecord>(&e.path().join("pod.json")) {
+                out.push(r);
+            }
+        }
+        out.sort_by(|a, b| a.created.cmp(&b.created));
+        Ok(out)
+    }
+
+    /// A pod by ID (or a unique prefix of one), `namespace/name`, or a name unique among pods.
+    pub fn find_pod(&self, key: &str) -> Result<PodRecord> {
+        let pods = self.list_pods()?;
+        if let Some(p) = pods.iter().find(|p| p.id == key) {
+            return Ok(p.clone());
+        }
+        let by_name: Vec<&PodRecord> = pods
+            .iter()
+            .filter(|p| match key.split_once('/') {
+                Some((ns, n)) => p.config.namespace == ns && p.config.name == n,
+                None => p.config.name == key,
+            })
+            .collect();
+        let by_prefix: Vec<&PodRecord> = pods
+            .iter()
+            .filter(|p| key.len() >= 4 && p.id.starts_with(key))
+            .collect();
+        match (by_name.as_slice(), by_prefix.as_slice()) {
+            ([p], _) | ([], [p]) => Ok((*p).clone()),
+            ([], []) => Err(Error::NotFound(format!("pod {key:?}"))),
+            _ => Err(Error::Invalid(format!(
+                "pod {key:?} is ambiguous: name it namespace/name or by ID"
+            ))),
+        }
+    }
+
+    /// Create a pod: namespaces, cgroup, files, volumes, network, monitor. `supervised`: the
+    /// monitor runs init containers and restarts (CLI pods); otherwise the caller drives.
+    pub fn run_pod_sandbox(&self, cfg: &PodConfig, supervised: bool) -> Result<String> {
+        let mut cfg = cfg.clone();
+        if cfg.uid.is_empty() {
+            cfg.uid = uuid_like();
+        }
+        if cfg.namespace.is_empty() {
+            cfg.namespace = "default".into();
+        }
+        if self
+            .list_pods()?
+            .iter()
+            .any(|p| p.config.name == cfg.name && p.config.namespace == cfg.namespace)
+        {
+            return Err(Error::AlreadyExists(format!(
+                "pod {}/{}",
+                cfg.namespace, cfg.name
+            )));
+        }
+        let id = state::new_id();
+        let dir = self.pod_dir(&id);
+        let mut undo: Vec<Undo> = Vec::new();
+        let r = self.sandbox_steps(&id, &dir, &cfg, supervised, &mut undo);
+        if r.is_err() {
+            for u in undo.into_iter().rev() {
+                self.undo(u);
+            }
+        }
+        r.map(|_| id)
+    }
+
+    fn sandbox_steps(
+        &self,
+        id: &str,
+        dir: &PodDir,
+        cfg: &PodConfig,
+        supervised: bool,
+        undo: &mut Vec<Undo>,
+    ) -> Result<()> {
+        fs::create_dir_all(self.pods_dir())
+            .map_err(io(format!("create {}", self.pods_dir().display())))?;
+        fs::create_dir(&dir.0).map_err(io(format!("create {}", dir.0.display())))?;
+        undo.push(Undo::Dir(dir.0.clone()));
+        for d in ["containers", "volumes", "shm"] {
+            fs::create_dir_all(dir.0.join(d))
+                .map_err(io(format!("create {}/{d}", dir.0.display())))?;
+        }
+        // 1. namespaces
+        let hostname = container::pod_hostname(cfg);
+        let spec = netns::NsSpec {
+            host_network: cfg.host_network,
+            hostname: hostname.clone(),
+            sysctls: cfg
+                .sysctls
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        };
+        undo.push(Undo::Namespaces(dir.0.clone()));
+        netns::create(&dir.0, &spec)?;
+        // 2. the pod's cgroup
+        let cg = cgroup::pod_path(cfg.cgroup_parent.as_deref(), id);
+        let created = cgroup::create(&cg, cfg.resources.as_ref())?;
+        fs::write(
+            dir.0.join("cgroup.created"),
+            created
+                .iter()
+                .map(|p| format!("{}\n", p.display()))
+                .collect::<String>(),
+        )
+        .map_err(io("record the pod's cgroup"))?;
+        undo.push(Undo::Cgroup(cg.clone(), created));
+        // 3. files and volumes
+        nix::mount::mount(
+            Some("shm"),
+            &dir.shm(),
+            Some("tmpfs"),
+            nix::mount::MsFlags::MS_NOSUID
+                | nix::mount::MsFlags::MS_NODEV
+                | nix::mount::MsFlags::MS_NOEXEC,
+            Some("mode=1777,size=65536k"),
+        )
+        .map_err(error::sys("mount the pod's /dev/shm"))?;
+        undo.push(Undo::Mount(dir.shm()));
+        for v in &cfg.volumes {
+            match &v.source {
+                VolumeSource::EmptyDir { memory, size_limit } => {
+                    let p = dir.volume(&v.name);
+                    fs::create_dir_all(&p).map_err(io(format!("create volume {}", v.name)))?;
+                    fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+                        .ok();
+                    if *memory {
+                        let size = size_limit.map(|s| format!(",size={s}")).unwrap_or_default();
+                        nix::mount::mount(
+                            Some("tmpfs"),
+                            &p,
+                            Some("tmpfs"),
+                            nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+                            Some(format!("mode=0777{size}").as_str()),
+                        )
+                        .map_err(error::sys(format!("mount tmpfs for volume {}", v.name)))?;
+                        undo.push(Undo::Mount(p));
+                    }
+                }
+                VolumeSource::HostPath { path, kind } => host_path(path, kind, &v.name)?,
+            }
+        }
+        fs::write(dir.0.join("hostname"), format!("{hostname}\n")).map_err(io("write hostname"))?;
+        fs::write(dir.0.join("resolv.conf"), resolv_conf(cfg.dns.as_ref()))
+            .map_err(io("write resolv.conf"))?;
+        // 4. network
+        let mut ips = Vec::new();
+        if !cfg.host_network {
+            let net = cni::load(&self.opts.cni)?;
+            let att = cni::Attachment {
+                container_id: id.to_string(),
+                netns: dir.0.join("net"),
+                ifname: "eth0".into(),
+                args: vec![
+                    ("IgnoreUnknown".into(), "1".into()),
+                    ("K8S_POD_NAMESPACE".into(), cfg.namespace.clone()),
+                    ("K8S_POD_NAME".into(), cfg.name.clone()),
+                    ("K8S_POD_INFRA_CONTAINER_ID".into(), id.to_string()),
+                    ("K8S_POD_UID".into(), cfg.uid.clone()),
+                ],
+                runtime_config: json!({"portMappings": cfg.port_mappings.iter().map(|p| {
+                    let mut m = json!({"hostPort": p.host_port, "containerPort": p.container_port, "protocol": p.protocol});
+                    if let Some(ip) = &p.host_ip { m["hostIP"] = json!(ip); }
+                    m
+                }).collect::<Vec<_>>()}),
+            };
+            let cached = cni::add(&self.opts.cni, &net, &att)?;
+            cni::save(&dir.network(), &cached)?;
+            ips = cached.ips();
+            undo.push(Undo::Network(Box::new(cached)));
+        }
+        fs::write(
+            dir.0.join("hosts"),
+            hosts_file(&hostname, ips.first().map(String::as_str)),
+        )
+        .map_err(io("write hosts"))?;
+        // 5. the record, then the monitor
+        let log_dir = cfg.log_directory.clone().unwrap_or_else(|| {
+            self.opts
+                .log_root
+                .join(format!("{}_{}_{}", cfg.namespace, cfg.name, cfg.uid))
+        });
+        let rec = PodRecord {
+            id: id.to_string(),
+            config: cfg.clone(),
+            created: state::now(),
+            state: PodState::NotReady,
+            ips,
+            cgroup: cg,
+            log_dir,
+            supervised,
+            restart_backoff_ms: self.opts.restart_backoff.as_millis() as u64,
+            cni: Some(self.opts.cni.clone()),
+        };
+        write_json(&dir.record(), &rec)?;
+        undo.push(Undo::Monitor(dir.clone()));
+        self.spawn_monitor(dir)?;
+        let mut rec = rec;
+        rec.state = PodState::Ready;
+        write_json(&dir.record(), &rec)
+    }
+
+    fn spawn_monitor(&self, dir: &PodDir) -> Result<()> {
+        let log = fs::File::create(dir.0.join("monitor.log")).map_err(io("create monitor.log"))?;
+        let mut child = Command::new(&self.opts.berth_binary)
+            .arg(monitor::ARG)
+            .arg(&dir.0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .map_err(io(format!(
+                "start the pod monitor ({})",
+                self.opts.berth_binary.display()
+            )))?;
+        let mut line = String::new();
+        let out = child.stdout.take().expect("piped");
+        let _ = BufReader::new(out).read_line(&mut line);
+        if line.trim() != "ready" {
+            let _ = child.kill();
+            let _ = child.wait();
+            let why = fs::read_to_string(dir.0.join("monitor.log")).unwrap_or_default();
+            return Err(Error::Invalid(format!(
+                "the pod monitor did not start: {}",
+                why.trim()
+            )));
+        }
+        // the monitor stays; it was made a session leader and is reparented when we exit
+        std::mem::forget(child);
+        Ok(())
+    }
+
+    fn undo(&self, u: Undo) {
+        match u {
+            Undo::Dir(d) => {
+                let _ = fs::remove_dir_all(d);
+            }
+            Undo::Namespaces(d) => {
+                let _ = netns::remove(&d);
+            }
+            Undo::Cgroup(path, created) => {
+                let _ = cgroup::remove(&path, &created);
+            }
+            Undo::Mount(p) => {
+                let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
+            }
+            Undo::Network(c) => {
+                let _ = cni::del(&self.opts.cni, &c);
+            }
+            Undo::Monitor(d) => {
+                let _ = self.stop_monitor(&d);
+            }
+        }
+    }
+
+    fn stop_monitor(&self, dir: &PodDir) -> Result<()> {
+        let pid: Option<i32> = read_json(&dir.monitor_pid()).ok();
+        let asked = monitor::request(dir, &Request::Shutdown, Duration::from_secs(10)).is_ok();
+        if let Some(pid) = pid {
+            // wait for it to go (it is not our child: poll its /proc entry)
+            let deadline = Instant::now() + Duration::from_secs(if asked { 5 } else { 0 });
+            while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if Path::new(&format!("/proc/{pid}")).exists() && is_monitor(pid, dir) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        if let Ok(p) = read_json::<i32>(&dir.pause_pid()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(p),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        Ok(())
+    }
+
+    /// The pod's status: its record, its containers and what the monitor recorded.
+    pub fn pod_status(&self, key: &str) -> Result<PodStatus> {
+        let rec = self.find_pod(key)?;
+        let dir = self.pod_dir(&rec.id);
+        let mut containers = Vec::new();
+        if let Ok(rd) = fs::read_dir(dir.containers()) {
+            for e in rd.flatten() {
+                if let Ok(r) = read_json::<ContainerRecord>(&e.path().join("container.json")) {
+                    let status = read_json(&e.path().join("status.json")).unwrap_or_default();
+                    containers.push(ContainerInfo { record: r, status });
+                }
+            }
+        }
+        containers.sort_by(|a, b| a.record.created.cmp(&b.record.created));
+        let mut namespaces = std::collections::BTreeMap::new();
+        for (k, _) in netns::KINDS {
+            if let Some(i) = netns::path(&dir.0, k).and_then(|p| netns::inode(&p)) {
+                namespaces.insert(k.to_string(), i);
+            }
+        }
+        let monitor_pid = read_json::<i32>(&dir.monitor_pid())
+            .ok()
+            .filter(|p| is_monitor(*p, &dir));
+        Ok(PodStatus {
+            record: rec,
+            containers,
+            namespaces,
+            monitor_pid,
+        })
+    }
+
+    /// Stop every container of the pod (grace period, then SIGKILL) and take down its network;
+    /// the pod stays, NotReady, until removed.
+    pub fn stop_pod_sandbox(&self, key: &str, grace: Option<Duration>) -> Result<()> {
+        let st = self.pod_status(key)?;
+        let grace = grace.unwrap_or(Duration::from_secs(
+            st.record.config.termination_grace_seconds,
+        ));
+        let dir = self.pod_dir(&st.record.id);
+        for c in &st.containers {
+            if c.status.state == ContainerState::Running {
+                self.stop_container(&c.record.id, grace)?;
+            } else if st.monitor_pid.is_some() {
+                // no restarts after a stop
+                let _ = monitor::request(
+                    &dir,
+                    &Request::Stop {
+                        id: c.record.id.clone(),
+                        signal: libc::SIGKILL,
+                        timeout_ms: 0,
+                    },
+                    Duration::from_secs(10),
+                );
+            }
+        }
+        if let Ok(cached) = read_json::<cni::Cached>(&dir.network()) {
+            let paths = st
+                .record
+                .cni
+                .clone()
+                .unwrap_or_else(|| self.opts.cni.clone());
+            cni::del(&paths, &cached)?;
+            let _ = fs::remove_file(dir.network());
+        }
+        let mut rec = st.record;
+        rec.state = PodState::NotReady;
+        write_json(&dir.record(), &rec)
+    }
+
+    /// Remove a pod and everything it made: containers, monitor, namespaces, network, cgroup,
+    /// mounts, state, logs. A running pod needs `force` (it is stopped first, with no grace).
+    pub fn remove_pod_sandbox(&self, key: &str, force: bool) -> Result<()> {
+        let st = self.pod_status(key)?;
+        let dir = self.pod_dir(&st.record.id);
+        let running = st
+            .containers
+            .iter()
+            .any(|c| c.status.state == ContainerState::Running);
+        if running && !force {
+            return Err(Error::Precondition(format!(
+                "pod {} has running containers: stop it first or use --force",
+                st.record.config.name
+            )));
+        }
+        if running || st.record.state == PodState::Ready {
+            self.stop_pod_sandbox(
+                &st.record.id,
+                Some(if force {
+                    Duration::ZERO
+                } else {
+                    Duration::from_secs(st.record.config.termination_grace_seconds)
+                }),
+            )?;
+        }
+        for c in &st.containers {
+            self.remove_container(&c.record.id)?;
+        }
+        self.stop_monitor(&dir)?;
+        netns::remove(&dir.0)?;
+        let created: Vec<PathBuf> = fs::read_to_string(dir.0.join("cgroup.created"))
+            .unwrap_or_default()
+            .lines()
+            .map(PathBuf::from)
+            .collect();
+        cgroup::remove(&st.record.cgroup, &created)?;
+        for v in &st.record.config.volumes {
+            let _ = nix::mount::umount2(&dir.volume(&v.name), nix::mount::MntFlags::MNT_DETACH);
+        }
+        let _ = nix::mount::umount2(&dir.shm(), nix::mount::MntFlags::MNT_DETACH);
+        fs::remove_dir_all(&dir.0).map_err(io(format!("remove {}", dir.0.display())))?;
+        let _ = fs::remove_dir_all(&st.record.log_dir);
+        Ok(())
+    }
+
+    // ----- containers
+
+    /// Every container of every pod.
+    pub fn list_containers(&self) -> Result<Vec<(PodRecord, ContainerInfo)>> {
+        let mut out = Vec::new();
+        for p in self.list_pods()? {
+            if let Ok(st) = self.pod_status(&p.id) {
+                for c in st.containers {
+                    out.push((p.clone(), c));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// A container by ID (or unique prefix), or by name within `pod`.
+    pub fn find_container(
+        &self,
+        pod: Option<&str>,
+        key: &str,
+    ) -> Result<(PodRecord, ContainerInfo)> {
+        let all = match pod {
+            Some(p) => {
+                let st = self.pod_status(p)?;
+                st.containers
+                    .into_iter()
+                    .map(|c| (st.record.clone(), c))
+                    .collect()
+            }
+            None => self.list_containers()?,
+        };
+        let hits: Vec<&(PodRecord, ContainerInfo)> = all
+            .iter()
+            .filter(|(_, c)| {
+                c.record.id == key
+                    || (key.len() >= 4 && c.record.id.starts_with(key))
+                    || (pod.is_some() && c.record.config.name == key)
+            })
+            .collect();
+        match hits.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(Error::NotFound(format!("container {key:?}"))),
+            _ => Err(Error::Invalid(format!("container {key:?} is ambiguous"))),
+        }
+    }
+
+    /// Make sure an image is in the store, pulling it per the policy.
+    pub fn ensure_image(
+        &self,
+        image: &str,
+        policy: PullPolicy,
+        report: &mut dyn FnMut(&str),
+    ) -> Result<String> {
+        let have = self.images.resolve(image).ok();
+        match (policy, have) {
+            (PullPolicy::Never, None) => Err(Error::NotFound(format!(
+                "image {image} (imagePullPolicy Never)"
+            ))),
+            (PullPolicy::Never | PullPolicy::IfNotPresent, Some((name, _))) => Ok(name),
+            _ => Ok(self.images.pull(image, &self.opts.pull, report)?),
+        }
+    }
+
+    /// Create a container in a pod from an image in the store (its bundle is prepared; the
+    /// monitor creates and starts it at `start_container`).
+    pub fn create_container(&self, pod: &str, cfg: &ContainerConfig) -> Result<String> {
+        let prec = self.find_pod(pod)?;
+        if prec.state != PodState::Ready {
+            return Err(Error::Precondition(format!(
+                "pod {} is not ready",
+                prec.config.name
+            )));
+        }
+        let dir = self.pod_dir(&prec.id);
+        let st = self.pod_status(&prec.id)?;
+        if st
+            .containers
+            .iter()
+            .any(|c| c.record.config.name == cfg.name)
+        {
+            return Err(Error::AlreadyExists(format!(
+                "container {} in pod {}",
+                cfg.name, prec.config.name
+            )));
+        }
+        let (image_name, image_rec) = self
+            .images
+            .resolve(&cfg.image)
+            .map_err(|_| Error::NotFound(format!("image {} (pull it first)", cfg.image)))?;
+        let id = state::new_id();
+        let cdir = dir.container(&id);
+        fs::create_dir_all(&cdir).map_err(io(format!("create {}", cdir.display())))?;
+        let r = (|| -> Result<()> {
+            let bundle = cdir.join("bundle");
+            self.images
+                .unpack(&image_name, &bundle, false, &mut |_| {})?;
+            let (_, image_cfg) = self.images.manifest_and_config(&image_rec)?;
+            let log_path = cfg
+                .log_path
+                .clone()
+                .unwrap_or_else(|| prec.log_dir.join(&cfg.name).join("0.log"));
+            let stop_signal = cfg
+                .stop_signal
+                .clone()
+                .or_else(|| {
+                    image_cfg
+                        .config()
+                        .as_ref()
+                        .and_then(|c| c.stop_signal().clone())
+                })
+                .unwrap_or_else(|| "SIGTERM".into());
+            let rec = ContainerRecord {
+                id: id.clone(),
+                pod_id: prec.id.clone(),
+                config: cfg.clone(),
+                image: image_name.clone(),
+                image_id: image_rec.config.clone(),
+                created: state::now(),
+                bundle: bundle.clone(),
+                log_path,
+                cgroup: cgroup::container_path(&prec.cgroup, &id),
+                stop_signal,
+            };
+            let cfg_path = bundle.join("config.json");
+            let mut spec: serde_json::Value = read_json(&cfg_path)?;
+            let pause: Option<i32> = read_json(&dir.pause_pid()).ok();
+            if prec.config.share_pid && pause.is_none() {
+                return Err(Error::Invalid(format!(
+                    "pod {}: its PID namespace holder is gone",
+                    prec.config.name
+                )));
+            }
+            container::configure(&mut spec, &prec, &dir, &rec, &image_cfg, pause)?;
+            write_json(&cfg_path, &spec)?;
+            write_json(&cdir.join("container.json"), &rec)?;
+            write_json(
+                &cdir.join("status.json"),
+                &ContainerStatus {
+                    created_at: Some(state::now()),
+                    ..Default::default()
+                },
+            )
+        })();
+        if let Err(e) = r {
+            let _ = self.images.unmount(&cdir.join("bundle"));
+            let _ = fs::remove_dir_all(&cdir);
+            return Err(e);
+        }
+        Ok(id)
+    }
+
+    /// Start a created container (the monitor creates it and becomes its parent).
+    pub fn start_container(&self, id: &str) -> Result<i32> {
+        let (pod, c) = self.find_container(None, id)?;
+        match monitor::request(
+            &self.pod_dir(&pod.id),
+            &Request::Start {
+                id: c.record.id.clone(),
+            },
+            Duration::from_secs(120),
+        )? {
+            Response::Started { pid } => Ok(pid),
+            Response::Error { message } => Err(Error::Invalid(message)),
+            other => Err(Error::Invalid(format!(
+                "unexpected monitor answer {other:?}"
+            ))),
+        }
+    }
+
+    /// Stop a container: its stop signal, then SIGKILL after `grace`. Waits until it exited.
+    pub fn stop_container(&self, id: &str, grace: Duration) -> Result<()> {
+        let (pod, c) = self.find_container(None, id)?;
+        let dir = self.pod_dir(&pod.id);
+        let sig = crate::linux::signal::parse(&c.record.stop_signal).unwrap_or(libc::SIGTERM);
+        let status = dir.container(&c.record.id).join("status.json");
+        match monitor::request(
+            &dir,
+            &Request::Stop {
+                id: c.record.id.clone(),
+                signal: sig,
+                timeout_ms: grace.as_millis() as u64,
+            },
+            Duration::from_secs(10),
+        ) {
+            Ok(Response::Ok) => {}
+            Ok(Response::Error { message }) => return Err(Error::Invalid(message)),
+            Ok(other) => {
+                return Err(Error::Invalid(format!(
+                    "unexpected monitor answer {other:?}"
+                )));
+            }
+            Err(e) => {
+                // the monitor is gone: nobody can collect the exit status; kill what is in
+                // the container's cgroup and say so
+                for p in cgroup::procs(&c.record.cgroup) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(p),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+                let mut s = c.status.clone();
+                s.state = ContainerState::Exited;
+                s.finished_at = Some(state::now());
+                s.reason = Some("Unknown".into());
+                s.message = Some(format!(
+                    "killed without its pod monitor ({e}); exit code unknown"
+                ));
+                write_json(&status, &s)?;
+                return Ok(());
+            }
+        }
+        let deadline = Instant::now() + grace + Duration::from_secs(10);
+        loop {
+            let s: ContainerStatus = read_json(&status).unwrap_or_default();
+            if s.state != ContainerState::Running {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(Error::Timeout(format!(
+                    "container {} did not exit after SIGKILL",
+                    c.record.config.name
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Remove a stopped (or never started) container: its OCI state and cgroup, its rootfs
+    /// mount, its record and logs.
+    pub fn remove_container(&self, id: &str) -> Result<()> {
+        let (pod, c) = self.find_container(None, id)?;
+        if c.status.state == ContainerState::Running {
+            return Err(Error::Precondition(format!(
+                "container {} is running: stop it first",
+                c.record.config.name
+            )));
+        }
+        let dir = self.pod_dir(&pod.id);
+        let rt = crate::oci::Runtime::new(dir.oci_root());
+        match rt.delete(&c.record.id, true) {
+            Ok(_) | Err(crate::oci::Error::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let _ = monitor::request(
+            &dir,
+            &Request::Forget {
+                id: c.record.id.clone(),
+            },
+            Duration::from_secs(10),
+        );
+        self.images.unmount(&c.record.bundle)?;
+        fs::remove_dir_all(dir.container(&c.record.id))
+            .map_err(io("remove the container's directory"))?;
+        if let Some(d) = c.record.log_path.parent() {
+            let _ = fs::remove_dir_all(d);
+        }
+        Ok(())
+    }
+
+    /// Run a process in a container and wait for it, with the caller's stdio (`tty`: a
+    /// terminal proxied from the caller's). Returns its exit code.
+    pub fn exec(&self, id: &str, cmd: &[String], tty: bool) -> Result<i32> {
+        let mut c = self.exec_command(id, cmd, tty)?;
+        let st = c.status().map_err(io("run berth exec"))?;
+        Ok(st
+            .code()
+            .unwrap_or(128 + std::os::unix::process::ExitStatusExt::signal(&st).unwrap_or(0)))
+    }
+
+    /// Run a process in a container, capturing its output, killed after `timeout`.
+    pub fn exec_sync(
+        &self,
+        id: &str,
+        cmd: &[String],
+        timeout: Duration,
+    ) -> Result<(i32, Vec<u8>, Vec<u8>)> {
+        let mut c = self.exec_command(id, cmd, false)?;
+        let child = c
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(io("run berth exec"))?;
+        let pid = child.id() as i32;
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let d2 = done.clone();
+        let killer = std::thread::spawn(move || {
+            let t = Instant::now();
+            while !d2.load(std::sync::atomic::Ordering::SeqCst) {
+                if t.elapsed() > timeout {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            false
+        });
+        let out = child
+            .wait_with_output()
+            .map_err(io("wait for berth exec"))?;
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        if killer.join().unwrap_or(false) {
+            return Err(Error::Timeout(format!(
+                "exec in container {id} took longer than {timeout:?}"
+            )));
+        }
+        let code = out.status.code().unwrap_or(
+            128 + std::os::unix::process::ExitStatusExt::signal(&out.status).unwrap_or(0),
+        );
+        Ok((code, out.stdout, out.stderr))
+    }
+
+    fn exec_command(&self, id: &str, cmd: &[String], tty: bool) -> Result<Command> {
+        let (pod, c) = self.find_container(None, id)?;
+        if c.status.state != ContainerState::Running {
+            return Err(Error::Precondition(format!(
+                "container {} is not running",
+                c.record.config.name
+            )));
+        }
+        if cmd.is_empty() {
+            return Err(Error::Invalid("exec: no command".into()));
+        }
+        let mut command = Command::new(&self.opts.berth_binary);
+        command
+            .arg("--root")
+            .arg(self.pod_dir(&pod.id).oci_root())
+            .arg("exec");
+        if tty {
+            command.arg("--tty");
+        }
+        command.arg(&c.record.id).args(cmd);
+        Ok(command)
+    }
+
+    /// A container's resource usage.
+    pub fn stats(&self, id: &str) -> Result<crate::linux::cgroup::stats::Stats> {
+        let (pod, c) = self.find_container(None, id)?;
+        Ok(crate::oci::Runtime::new(self.pod_dir(&pod.id).oci_root()).stats(&c.record.id)?)
+    }
+
+    /// Change a running container's limits.
+    pub fn update_resources(&self, id: &str, r: &Resources) -> Result<()> {
+        let (pod, c) = self.find_container(None, id)?;
+        let res: oci_spec::runtime::LinuxResources =
+            serde_json::from_value(container::resources(r))
+                .map_err(|e| Error::Invalid(format!("resources: {e}")))?;
+        crate::oci::Runtime::new(self.pod_dir(&pod.id).oci_root()).update(&c.record.id, &res)?;
+        Ok(())
+    }
+
+    /// Write a container's logs to `out` (following until it exits, with `follow`).
+    pub fn logs(
+        &self,
+        id: &str,
+        q: &logs::LogQuery,
+        follow: bool,
+        out: &mut dyn std::io::Write,
+    ) -> Result<()> {
+        let (pod, c) = self.find_container(None, id)?;
+        let path = c
+            .status
+            .log_path
+            .clone()
+            .unwrap_or(c.record.log_path.clone());
+        let offset = logs::copy(&path, q, out)?;
+        if follow {
+            let status = self
+                .pod_dir(&pod.id)
+                .container(&c.record.id)
+                .join("status.json");
+            logs::follow(
+                &path,
+                offset,
+                &logs::LogQuery {
+                    tail: None,
+                    since: None,
+                    ..q.clone()
+                },
+                out,
+                &mut || {
+                    read_json::<ContainerStatus>(&status)
+                        .map(|s| s.state != ContainerState::Running)
+                        .unwrap_or(true)
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    // ----- whole pods from manifests
+
+    /// Run a pod from a manifest: pull missing images, create the sandbox and containers,
+    /// and let the monitor run init containers, then the apps. Returns the pod's ID. On
+    /// failure nothing is left.
+    pub fn run_pod(&self, m: &PodManifest, report: &mut dyn FnMut(&str)) -> Result<String> {
+        for c in &m.containers {
+            self.ensure_image(&c.image, c.pull, report)?;
+        }
+        let mut pod = m.pod.clone();
+        // pod-wide limits: the sum of the containers' (apps'), when every app has one
+        let apps: Vec<&ContainerConfig> = m.containers.iter().filter(|c| !c.init).collect();
+        if pod.resources.is_none() {
+            let mem: Option<i64> = apps.iter().map(|c| c.resources.memory_limit).sum();
+            let quota: Option<i64> = apps.iter().map(|c| c.resources.cpu_quota).sum();
+            if mem.is_some() || quota.is_some() {
+                pod.resources = Some(Resources {
+                    memory_limit: mem,
+                    cpu_quota: quota,
+                    cpu_period: quota.map(|_| 100_000),
+                    ..Default::default()
+                });
+            }
+        }
+        let id = self.run_pod_sandbox(&pod, true)?;
+        let r = (|| -> Result<()> {
+            let mut inits = Vec::new();
+            let mut apps = Vec::new();
+            for c in &m.containers {
+                let cid = self.create_container(&id, c)?;
+                if c.init {
+                    inits.push(cid)
+                } else {
+                    apps.push(cid)
+                }
+            }
+            match monitor::request(
+                &self.pod_dir(&id),
+                &Request::Sequence { inits, apps },
+                Duration::from_secs(120),
+            )? {
+                Response::Ok => Ok(()),
+                Response::Error { message } => Err(Error::Invalid(message)),
+                other => Err(Error::Invalid(format!(
+                    "unexpected monitor answer {other:?}"
+                ))),
+            }
+        })();
+        if let Err(e) = r {
+            let _ = self.remove_pod_sandbox(&id, true);
+            return Err(e);
+        }
+        Ok(id)
+    }
+}
+
+/// Is `pid` the monitor of this pod (not a reused pid)?
+fn is_monitor(pid: i32, dir: &PodDir) -> bool {
+    fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+        let s = String::from_utf8_lossy(&c);
+        s.contains(monitor::ARG) && s.contains(&dir.0.display().to_string())
+    })
+}
+
+fn host_path(path: &Path, kind: &str, name: &str) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let md = fs::metadata(path);
+    let bad = |m: &str| {
+        Err(Error::Invalid(format!(
+            "volume {name}: hostPath {}: {m}",
+            path.display()
+        )))
+    };
+    match (kind, md) {
+        ("DirectoryOrCreate", Err(_)) => {
+            fs::create_dir_all(path).map_err(io(format!("create hostPath {}", path.display())))
+        }
+        ("FileOrCreate", Err(_)) => {
+            if let Some(p) = path.parent() {
+                fs::create_dir_all(p).map_err(io(format!("create {}", p.display())))?;
+            }
+            fs::File::create(path)
+                .map(|_| ())
+                .map_err(io(format!("create hostPath {}", path.display())))
+        }
+        ("", _) | ("DirectoryOrCreate" | "FileOrCreate", Ok(_)) => Ok(()),
+        ("Directory", Ok(m)) if m.is_dir() => Ok(()),
+        ("File", Ok(m)) if m.is_file() => Ok(()),
+        ("Socket", Ok(m)) if m.file_type().is_socket() => Ok(()),
+        ("CharDevice", Ok(m)) if m.file_type().is_char_device() => Ok(()),
+        ("BlockDevice", Ok(m)) if m.file_type().is_block_device() => Ok(()),
+        (k, Ok(_)) => bad(&format!("is not a {k}")),
+        (k, Err(_)) => bad(&format!("does not exist (type {k})")),
+    }
+}
+
+/// resolv.conf: the pod's DNS settings, or the host's file.
+fn resolv_conf(dns: Option<&DnsConfig>) -> String {
+    match dns {
+        Some(d) if !d.nameservers.is_empty() || !d.searches.is_empty() || !d.options.is_empty() => {
+            let mut s = String::new();
+            for n in &d.nameservers {
+                s.push_str(&format!("nameserver {n}\n"));
+            }
+            if !d.searches.is_empty() {
+                s.push_str(&format!("search {}\n", d.searches.join(" ")));
+            }
+            if !d.options.is_empty() {
+                s.push_str(&format!("options {}\n", d.options.join(" ")));
+            }
+            s
+        }
+        _ => fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+    }
+}
+
+fn hosts_file(hostname: &str, ip: Option<&str>) -> String {
+    let mut s = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    match ip {
+        Some(ip) => s.push_str(&format!("{ip}\t{hostname}\n")),
+        None => s.push_str(&format!("127.0.1.1\t{hostname}\n")),
+    }
+    s
+}
+
+/// A random UUID-shaped string (for pods without metadata.uid).
+fn uuid_like() -> String {
+    let h = state::new_id();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
