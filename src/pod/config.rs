@@ -131,7 +131,7 @@ pub struct ContainerConfig {
     pub ports: Vec<u16>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum PullPolicy {
     Always,
     #[default]

@@ -952,8 +952,11 @@ impl Runtime {
     /// and let the monitor run init containers, then the apps. Returns the pod's ID. On
     /// failure nothing is left.
     pub fn run_pod(&self, m: &PodManifest, report: &mut dyn FnMut(&str)) -> Result<String> {
+        let mut seen = std::collections::HashSet::new();
         for c in &m.containers {
-            self.ensure_image(&c.image, c.pull, report)?;
+            if seen.insert((c.image.clone(), c.pull)) {
+                self.ensure_image(&c.image, c.pull, report)?;
+            }
         }
         let mut pod = m.pod.clone();
         // pod-wide limits: the sum of the containers' (apps'), when every app has one
