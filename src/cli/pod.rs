@@ -50,6 +50,14 @@ pub struct Paths {
         default_value = "/usr/lib/cni:/opt/cni/bin"
     )]
     cni_plugin_dirs: String,
+    /// Parent cgroup of pods.
+    #[arg(
+        long = "cgroup-parent",
+        global = true,
+        env = "BERTH_CGROUP_PARENT",
+        default_value = "/berth"
+    )]
+    cgroup_parent: String,
     /// host-local IPAM state of berth's default network.
     #[arg(
         long = "cni-ipam-dir",
@@ -157,6 +165,7 @@ fn runtime(
                 .collect(),
             ipam_dir: p.cni_ipam_dir.clone(),
         },
+        cgroup_parent: p.cgroup_parent.clone(),
         ..Options::default()
     };
     if let Some(b) = backoff {

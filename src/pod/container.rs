@@ -30,7 +30,10 @@ pub const DEFAULT_CAPS: &[&str] = &[
 
 /// Every capability name the kernel berth runs on knows.
 fn all_caps() -> Vec<String> {
-    let mut v: Vec<String> = caps::runtime::thread_all_supported()
+    // what berth's own bounding set holds: a capability the host withheld from berth cannot
+    // be given to a container
+    let mut v: Vec<String> = caps::read(None, caps::CapSet::Bounding)
+        .unwrap_or_default()
         .into_iter()
         .map(|c| c.to_string())
         .collect();
@@ -281,6 +284,8 @@ pub fn resources(r: &super::config::Resources) -> Value {
     let mut mem = serde_json::Map::new();
     if let Some(l) = r.memory_limit {
         mem.insert("limit".into(), json!(l));
+        // no swap beyond the limit, as kubelet sets it
+        mem.insert("swap".into(), json!(l));
     }
     if let Some(l) = r.memory_reservation {
         mem.insert("reservation".into(), json!(l));

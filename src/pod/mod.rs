@@ -14,7 +14,7 @@
 //!     let pod = rt.run_pod(&m, &mut |line| eprintln!("{line}"))?;
 //!     println!("{pod}");
 //! }
-//! # Ok::<(), berth::pod::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 pub mod cgroup;
@@ -64,6 +64,8 @@ pub struct Options {
     pub berth_binary: PathBuf,
     /// First restart back-off of supervised pods (kubelet's: 10 s).
     pub restart_backoff: Duration,
+    /// Parent cgroup of pods that name none (default `/berth`).
+    pub cgroup_parent: String,
     /// How images missing from the store are pulled.
     pub pull: PullOptions,
 }
@@ -77,6 +79,7 @@ impl Default for Options {
             cni: cni::CniPaths::default(),
             berth_binary: default_binary(),
             restart_backoff: Duration::from_secs(10),
+            cgroup_parent: cgroup::DEFAULT_PARENT.into(),
             pull: PullOptions::default(),
         }
     }
@@ -255,7 +258,14 @@ impl Runtime {
         undo.push(Undo::Namespaces(dir.0.clone()));
         netns::create(&dir.0, &spec)?;
         // 2. the pod's cgroup
-        let cg = cgroup::pod_path(cfg.cgroup_parent.as_deref(), id);
+        let cg = cgroup::pod_path(
+            Some(
+                cfg.cgroup_parent
+                    .as_deref()
+                    .unwrap_or(&self.opts.cgroup_parent),
+            ),
+            id,
+        );
         let created = cgroup::create(&cg, cfg.resources.as_ref())?;
         fs::write(
             dir.0.join("cgroup.created"),
@@ -478,21 +488,45 @@ impl Runtime {
             st.record.config.termination_grace_seconds,
         ));
         let dir = self.pod_dir(&st.record.id);
-        for c in &st.containers {
-            if c.status.state == ContainerState::Running {
-                self.stop_container(&c.record.id, grace)?;
-            } else if st.monitor_pid.is_some() {
-                // no restarts after a stop
-                let _ = monitor::request(
-                    &dir,
-                    &Request::Stop {
-                        id: c.record.id.clone(),
-                        signal: libc::SIGKILL,
-                        timeout_ms: 0,
-                    },
-                    Duration::from_secs(10),
-                );
-            }
+        // every container at once, as kubelet does: the grace periods overlap
+        let results: Vec<Result<()>> = std::thread::scope(|s| {
+            let handles: Vec<_> = st
+                .containers
+                .iter()
+                .map(|c| {
+                    let dir = &dir;
+                    let has_monitor = st.monitor_pid.is_some();
+                    s.spawn(move || {
+                        if c.status.state == ContainerState::Running {
+                            self.stop_container(&c.record.id, grace)
+                        } else {
+                            if has_monitor {
+                                // no restarts after a stop
+                                let _ = monitor::request(
+                                    dir,
+                                    &Request::Stop {
+                                        id: c.record.id.clone(),
+                                        signal: libc::SIGKILL,
+                                        timeout_ms: 0,
+                                    },
+                                    Duration::from_secs(10),
+                                );
+                            }
+                            Ok(())
+                        }
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(Error::Invalid("stop thread panicked".into())))
+                })
+                .collect()
+        });
+        for r in results {
+            r?;
         }
         if let Ok(cached) = read_json::<cni::Cached>(&dir.network()) {
             let paths = st

@@ -641,7 +641,7 @@ impl Monitor {
         }
     }
 
-    fn exited(&mut self, pid: i32, code: i32, sig: Option<Signal>) {
+    fn exited(&mut self, pid: i32, code: i32, _sig: Option<Signal>) {
         if Some(pid) == self.pause {
             eprintln!("berth pod monitor: the pod's PID namespace holder exited ({code})");
             self.pause = None;
@@ -707,7 +707,9 @@ impl Monitor {
         c.status.exit_code = Some(code);
         c.status.finished_at = Some(super::state::now());
         c.status.reason = Some(
-            if oom && (sig == Some(Signal::SIGKILL) || code == 137) {
+            // as containerd and CRI-O report it: an OOM kill in the container's cgroup,
+            // whichever of its processes it hit
+            if oom {
                 "OOMKilled"
             } else if code == 0 {
                 "Completed"
@@ -749,16 +751,23 @@ impl Monitor {
             }
             return;
         }
-        let c = self.ctrs.get_mut(id).expect("present");
-        // kubelet's back-off: base doubling to 5 minutes, reset after 10 minutes of running
+        self.schedule_restart(id, ran_for);
+    }
+
+    /// Restart a container after kubelet's back-off: the base doubling per restart up to five
+    /// minutes, reset once it ran ten minutes.
+    fn schedule_restart(&mut self, id: &str, ran_for: Duration) {
+        let base = self.pod.restart_backoff_ms;
+        let Some(c) = self.ctrs.get_mut(id) else {
+            return;
+        };
         let n = if ran_for > Duration::from_secs(600) {
             0
         } else {
-            c.status.restart_count.min(16)
+            c.status.restart_count.min(10)
         };
         let delay =
-            Duration::from_millis(self.pod.restart_backoff_ms.saturating_mul(1 << n.min(10)))
-                .min(Duration::from_secs(300));
+            Duration::from_millis(base.saturating_mul(1 << n)).min(Duration::from_secs(300));
         c.restart_at = Some(Instant::now() + delay);
     }
 
@@ -773,10 +782,8 @@ impl Monitor {
                         let policy = self.pod.config.restart_policy;
                         if policy == RestartPolicy::Never {
                             self.phase = Phase::Failed;
-                        } else if let Some(c) = self.ctrs.get_mut(&id) {
-                            c.restart_at = Some(
-                                Instant::now() + Duration::from_millis(self.pod.restart_backoff_ms),
-                            );
+                        } else {
+                            self.schedule_restart(&id, Duration::ZERO);
                         }
                     }
                     return;
@@ -792,14 +799,7 @@ impl Monitor {
                             if let Err(e) = self.start(&id) {
                                 eprintln!("berth pod monitor: {e}");
                                 if self.pod.config.restart_policy != RestartPolicy::Never {
-                                    if let Some(c) = self.ctrs.get_mut(&id) {
-                                        c.restart_at = Some(
-                                            Instant::now()
-                                                + Duration::from_millis(
-                                                    self.pod.restart_backoff_ms,
-                                                ),
-                                        );
-                                    }
+                                    self.schedule_restart(&id, Duration::ZERO);
                                 }
                             }
                         }
@@ -837,12 +837,7 @@ impl Monitor {
             }
             if let Err(e) = self.start(&id) {
                 eprintln!("berth pod monitor: restart: {e}");
-                if let Some(c) = self.ctrs.get_mut(&id) {
-                    c.restart_at = Some(
-                        Instant::now()
-                            + Duration::from_millis(self.pod.restart_backoff_ms.max(1000)),
-                    );
-                }
+                self.schedule_restart(&id, Duration::ZERO);
             }
         }
     }

@@ -1,0 +1,280 @@
+//! A pod test's world: its own state root, image store, log dir, CNI config (a bridge and
+//! a /24 of its own) and a registry serving the fixture images. Dropping it removes every pod,
+//! the bridge, and the directories, even when the test panicked.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::common::{BERTH, test_base};
+use super::harness::Registry;
+
+static N: AtomicUsize = AtomicUsize::new(0);
+
+pub struct PodEnv {
+    pub dir: PathBuf,
+    pub root: PathBuf,
+    pub bridge: String,
+    /// First three octets of the pod subnet (`10.79.K`).
+    pub net: String,
+    pub registry: Registry,
+}
+
+impl PodEnv {
+    pub fn new(name: &str) -> PodEnv {
+        let n = N.fetch_add(1, Ordering::SeqCst);
+        let dir = test_base().join(format!("pod-{name}-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("net.d")).unwrap();
+        let k = (std::process::id() as usize * 7 + n) % 250 + 1;
+        let bridge = format!("bp{k}x{n}");
+        let net = format!("10.79.{k}");
+        let conf = serde_json::json!({
+            "cniVersion": "1.0.0", "name": format!("t{k}"),
+            "plugins": [
+                {"type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": true, "hairpinMode": true,
+                 "ipam": {"type": "host-local", "ranges": [[{"subnet": format!("{net}.0/24")}]],
+                          "routes": [{"dst": "0.0.0.0/0"}], "dataDir": dir.join("ipam")}},
+                {"type": "portmap", "capabilities": {"portMappings": true}},
+                {"type": "firewall"}
+            ]
+        });
+        fs::write(dir.join("net.d/10-test.conflist"), conf.to_string()).unwrap();
+        PodEnv {
+            root: dir.join("run"),
+            dir,
+            bridge,
+            net,
+            registry: Registry::fixtures("open"),
+        }
+    }
+
+    /// An image of the fixture registry (`base`: busybox).
+    pub fn image(&self, name: &str) -> String {
+        format!("{}/berth/{name}", self.registry.host())
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BERTH);
+        c.arg("--root")
+            .arg(&self.root)
+            .env("BERTH_DATA_ROOT", self.dir.join("data"))
+            .env("BERTH_LOG_ROOT", self.dir.join("logs"))
+            .env("BERTH_CNI_CONF_DIR", self.dir.join("net.d"))
+            .env("BERTH_CNI_IPAM_DIR", self.dir.join("ipam-default"))
+            .env("BERTH_CGROUP_PARENT", self.cgroup_parent())
+            .env("REGISTRY_AUTH_FILE", self.dir.join("no-auth.json"))
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn berth(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.berth(args);
+        assert!(
+            out.status.success(),
+            "berth {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.berth(args);
+        assert!(
+            !out.status.success(),
+            "berth {args:?} succeeded: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// `berth pod run` of a manifest (with a short restart back-off); returns the pod ID.
+    pub fn run(&self, yaml: &str) -> String {
+        let n = N.fetch_add(1, Ordering::SeqCst);
+        let f = self.dir.join(format!("pod{n}.yaml"));
+        fs::write(&f, yaml).unwrap();
+        self.ok(&[
+            "pod",
+            "run",
+            "--restart-backoff",
+            "200ms",
+            f.to_str().unwrap(),
+        ])
+        .trim()
+        .to_string()
+    }
+
+    /// `berth pod run` that must fail; returns its stderr.
+    pub fn run_fails(&self, yaml: &str) -> String {
+        let n = N.fetch_add(1, Ordering::SeqCst);
+        let f = self.dir.join(format!("pod{n}.yaml"));
+        fs::write(&f, yaml).unwrap();
+        self.fails(&["pod", "run", f.to_str().unwrap()])
+    }
+
+    pub fn inspect(&self, pod: &str) -> Value {
+        serde_json::from_str(&self.ok(&["pod", "inspect", pod])).unwrap()
+    }
+
+    /// The status of container `name` of a pod.
+    pub fn container(&self, pod: &str, name: &str) -> Value {
+        let v = self.inspect(pod);
+        v["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["config"]["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no container {name} in {v}"))
+    }
+
+    /// Wait until container `name` is in `state` (Running, Exited); returns its status.
+    pub fn wait(&self, pod: &str, name: &str, state: &str) -> Value {
+        let t = Instant::now();
+        loop {
+            let c = self.container(pod, name);
+            if c["status"]["state"] == state {
+                return c;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "container {name} never became {state}: {c}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Wait until `berth pod exec` of `cmd` prints `want` (servers need a moment to listen).
+    pub fn wait_exec(&self, pod: &str, ctr: &str, cmd: &[&str], want: &str) -> String {
+        let t = Instant::now();
+        loop {
+            let mut args = vec!["pod", "exec", "-c", ctr, pod, "--"];
+            args.extend(cmd);
+            let out = self.berth(&args);
+            let s = String::from_utf8_lossy(&out.stdout).into_owned();
+            if s.contains(want) {
+                return s;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "{cmd:?} in {ctr} never printed {want:?}: {s} {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The host pid of a container's process, once it runs the container's program (a
+    /// started container's init may still be on its way to exec).
+    pub fn pid(&self, pod: &str, name: &str) -> i32 {
+        let pid = self.wait(pod, name, "Running")["status"]["pid"]
+            .as_i64()
+            .unwrap() as i32;
+        let t = Instant::now();
+        while fs::read_to_string(format!("/proc/{pid}/comm"))
+            .is_ok_and(|c| c.trim() == "berth-monitor" || c.trim() == "berth")
+            || fs::read_link(format!("/proc/{pid}/ns/mnt")).is_err()
+        {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "container {name} (pid {pid}) never exec'd"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        pid
+    }
+
+    /// Ports on this test's bridge (one veth per pod).
+    pub fn bridge_ports(&self) -> usize {
+        let out = Command::new("ip")
+            .args(["-o", "link", "show", "master", &self.bridge])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    }
+
+    /// The parent cgroup of this test's pods.
+    pub fn cgroup_parent(&self) -> String {
+        format!(
+            "/berth-test-{}",
+            self.dir.file_name().unwrap().to_string_lossy()
+        )
+    }
+
+    pub fn pod_dir(&self, pod_id: &str) -> PathBuf {
+        self.root.join("pods").join(pod_id)
+    }
+}
+
+impl Drop for PodEnv {
+    fn drop(&mut self) {
+        if let Ok(rd) = fs::read_dir(self.root.join("pods")) {
+            for e in rd.flatten() {
+                let id = e.file_name().to_string_lossy().into_owned();
+                let _ = self
+                    .cmd(&["pod", "rm", "-f", &id])
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .stderr(Stdio::null())
+            .status();
+        for d in super::common::cgroup_dirs_of(&self.cgroup_parent()) {
+            let _ = fs::remove_dir(d);
+        }
+        for m in super::harness::mounts_under(&self.dir).iter().rev() {
+            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `/proc/<pid>/ns/<kind>` of a process.
+pub fn ns(pid: i32, kind: &str) -> String {
+    fs::read_link(format!("/proc/{pid}/ns/{kind}"))
+        .unwrap()
+        .display()
+        .to_string()
+}
+
+/// Lines of `iptables-save` (both tables) that mention `needle`.
+pub fn iptables_mentioning(needle: &str) -> Vec<String> {
+    let out = Command::new("iptables-save").output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(String::from)
+        .collect()
+}
+
+/// Host network interfaces.
+pub fn links() -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["-o", "link", "show"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            l.split(": ")
+                .nth(1)
+                .map(|n| n.split('@').next().unwrap_or(n).to_string())
+        })
+        .collect()
+}
+
+pub fn exists(p: &Path) -> bool {
+    fs::symlink_metadata(p).is_ok()
+}

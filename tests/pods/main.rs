@@ -1,0 +1,17 @@
+//! Pod tests: real pods from Kubernetes manifests, real CNI plugins (Debian's
+//! containernetworking-plugins) on a bridge of each test's own, images from a real registry.
+//! They assert what the kernel shows: namespace inodes, process trees, cgroup files, routes and
+//! connections, mounts, exit statuses, and that removal leaves nothing.
+
+#[path = "../common/mod.rs"]
+mod common;
+mod env;
+#[path = "../images/harness.rs"]
+#[allow(dead_code)]
+mod harness;
+
+mod failures;
+mod lifecycle;
+mod limits;
+mod namespaces;
+mod network;
