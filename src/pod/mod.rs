@@ -396,8 +396,8 @@ impl Runtime {
                 why.trim()
             )));
         }
-        // the monitor stays; it was made a session leader and is reparented when we exit
-        std::mem::forget(child);
+        // what we started was only the monitor's launcher: it forked the monitor and exited
+        let _ = child.wait();
         Ok(())
     }
 
@@ -430,10 +430,10 @@ impl Runtime {
         if let Some(pid) = pid {
             // wait for it to go (it is not our child: poll its /proc entry)
             let deadline = Instant::now() + Duration::from_secs(if asked { 5 } else { 0 });
-            while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
+            while alive(pid) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(2));
             }
-            if Path::new(&format!("/proc/{pid}")).exists() && is_monitor(pid, dir) {
+            if alive(pid) && is_monitor(pid, dir) {
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(pid),
                     nix::sys::signal::Signal::SIGKILL,
@@ -1037,6 +1037,17 @@ impl Runtime {
         }
         Ok(id)
     }
+}
+
+/// Does `pid` run (a zombie does not: it waits for a parent that may be slow to reap it)?
+fn alive(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with(|c| c != 'Z' && c != 'X'))
+        })
+        .unwrap_or(false)
 }
 
 /// Is `pid` the monitor of this pod (not a reused pid)?

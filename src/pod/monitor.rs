@@ -151,6 +151,18 @@ struct Monitor {
     shutdown: bool,
 }
 
+/// For programs that embed berth and name themselves as [`super::Options::berth_binary`]:
+/// call first thing in `main`; if this process was started as a pod monitor, it becomes one
+/// (and never returns).
+pub fn hook() {
+    let mut args = std::env::args_os();
+    if args.nth(1).is_some_and(|a| a == ARG) {
+        if let Some(dir) = args.next() {
+            main(Path::new(&dir));
+        }
+    }
+}
+
 /// Entry point of `berth __pod-monitor <dir>`; never returns.
 pub fn main(dir: &Path) -> ! {
     let code = match run(dir) {
@@ -166,6 +178,15 @@ pub fn main(dir: &Path) -> ! {
 fn run(dir: &Path) -> Result<()> {
     let dir = PodDir(dir.to_path_buf());
     let pod: PodRecord = read_json(&dir.record())?;
+    // daemonize: the process berth started exits at once (its starter reaps it) and the
+    // monitor goes on in a new session, a child of no berth command
+    match crate::linux::sys::fork_with_flags(0, None).map_err(|e| Error::Io {
+        step: "fork the pod monitor".into(),
+        err: e,
+    })? {
+        crate::linux::sys::Forked::Parent(_) => crate::linux::sys::exit_now(0),
+        crate::linux::sys::Forked::Child => {}
+    }
     nix::unistd::setsid().ok();
     nix::sys::prctl::set_child_subreaper(true)
         .map_err(super::error::sys("become a child subreaper"))?;

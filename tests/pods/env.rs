@@ -278,3 +278,14 @@ pub fn links() -> Vec<String> {
 pub fn exists(p: &Path) -> bool {
     fs::symlink_metadata(p).is_ok()
 }
+
+/// Does `pid` run (zombies waiting for a slow reaper do not count)?
+pub fn running(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, r)| !r.trim_start().starts_with(['Z', 'X']))
+        })
+        .unwrap_or(false)
+}

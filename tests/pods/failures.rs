@@ -3,7 +3,6 @@
 //! state or logs.
 
 use std::fs;
-use std::path::Path;
 
 use super::common::{cgroup_dirs_of, processes_mentioning};
 use super::env::*;
@@ -49,10 +48,7 @@ fn assert_gone(e: &PodEnv, t: &Traces) {
         assert!(!d.exists(), "cgroup {} left", d.display());
     }
     for p in std::iter::once(t.monitor).chain(t.pids.iter().copied()) {
-        assert!(
-            !Path::new(&format!("/proc/{p}")).exists(),
-            "process {p} left"
-        );
+        assert!(!running(p), "process {p} left");
     }
     assert_eq!(
         processes_mentioning(&t.id),
