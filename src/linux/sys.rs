@@ -739,12 +739,26 @@ pub fn drop_own_code_pages() {
     // life of the process.
     let headers: &[libc::Elf64_Phdr] =
         unsafe { std::slice::from_raw_parts(phdr as *const libc::Elf64_Phdr, phnum) };
-    let Some(bias) = headers
-        .iter()
-        .find(|h| h.p_type == libc::PT_PHDR)
-        .map(|h| phdr - h.p_vaddr as usize)
-    else {
-        return;
+    // the load bias: from PT_PHDR, else (static-pie has none) from the ELF header that the
+    // first PT_LOAD maps right before the program headers, checked by its magic
+    let bias = match headers.iter().find(|h| h.p_type == libc::PT_PHDR) {
+        Some(h) => phdr - h.p_vaddr as usize,
+        None => {
+            let Some(first) = headers
+                .iter()
+                .find(|h| h.p_type == libc::PT_LOAD && h.p_offset == 0)
+            else {
+                return;
+            };
+            let ehdr = phdr - std::mem::size_of::<libc::Elf64_Ehdr>();
+            // SAFETY: the first PT_LOAD maps the file from offset 0, so the ELF header is
+            // mapped, readable, right before the program headers it points to.
+            let magic = unsafe { std::ptr::read(ehdr as *const [u8; 4]) };
+            if magic != *b"\x7fELF" {
+                return;
+            }
+            ehdr - first.p_vaddr as usize
+        }
     };
     let page = 4096usize;
     for h in headers

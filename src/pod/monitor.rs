@@ -405,6 +405,8 @@ impl Monitor {
         let mut out = serde_json::to_vec(&resp).expect("responses serialise");
         out.push(b'\n');
         let _ = (&conn).write_all(&out);
+        // a create or a stop ran code the loop does not need again soon
+        drop_code_pages();
     }
 
     fn apply(&mut self, req: Request) -> Response {

@@ -1,0 +1,109 @@
+#!/bin/bash
+# Pods, side by side with podman (crun, conmon, netavark) in one run:
+#  - one busybox `sleep` pod, from nothing to its container running: `berth pod run` vs
+#    `podman pod create` + `podman run -d --pod`, with a bridge network and with the host's;
+#  - 100 pods started at once: total time, and memory per pod beyond the workload (berth: its
+#    pod monitor; podman: the infra container's pause and the conmons).
+# Each side uses its own private directories; everything is removed at the end.
+# Usage: pods.sh BERTH_RELEASE_BINARY
+set -euo pipefail
+top=$(cd "$(dirname "$0")/../.." && pwd)
+. "$top/tests/clients/lib.sh"
+berth=$(realpath "$1")
+runs=${BENCH_POD_RUNS:-20}
+many=${BENCH_PODS:-100}
+
+P=$(mktemp -d /run/berth-bench-pods.XXXXXX)
+remember_paths /run/containers /var/lib/containers /etc/containers/networks /run/libpod
+export CONTAINERS_CONF=$P/containers.conf CONTAINERS_STORAGE_CONF=$P/storage.conf CONTAINERS_REGISTRIES_CONF=$P/registries.conf
+export BERTH_DATA_ROOT=$P/data BERTH_LOG_ROOT=$P/logs BERTH_CNI_CONF_DIR=$P/net.d BERTH_CGROUP_PARENT=/berth-bench-pods
+B="$berth --root $P/run"
+cleanup() {
+    for id in $(ls "$P/run/pods" 2>/dev/null); do $B pod rm -f "$id" >/dev/null 2>&1 || true; done
+    podman pod rm -af >/dev/null 2>&1 || true
+    podman system reset -f >/dev/null 2>&1 || true
+    ip link del bb0 2>/dev/null || true
+    for d in /sys/fs/cgroup/*/berth-bench-pods /sys/fs/cgroup/berth-bench-pods; do rmdir "$d" 2>/dev/null || true; done
+    unmount_below "$P"
+    rm -rf "$P"
+    forget_paths
+}
+trap cleanup EXIT
+
+# --- berth: image, network, manifests
+mkdir -p "$P/net.d"
+cat > "$P/net.d/10-bench.conflist" <<NET
+{"cniVersion": "1.0.0", "name": "bench", "plugins": [
+  {"type": "bridge", "bridge": "bb0", "isGateway": true, "ipMasq": true,
+   "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.80.0.0/22"}]], "dataDir": "$P/ipam"}},
+  {"type": "portmap", "capabilities": {"portMappings": true}},
+  {"type": "firewall"}]}
+NET
+$berth image import --name localhost/fx "$top/rootfs-fixtures/build/images/oci" >/dev/null
+manifest() { # NAME HOSTNET
+    printf 'apiVersion: v1\nkind: Pod\nmetadata: {name: %s}\nspec:\n  hostNetwork: %s\n  containers:\n  - {name: c, image: "localhost/fx:base", imagePullPolicy: Never, command: [sleep, "100000"]}\n' "$1" "$2"
+}
+manifest bench false > "$P/cni.yaml"
+manifest bench true > "$P/host.yaml"
+for i in $(seq "$many"); do manifest "p$i" false > "$P/many-$i.yaml"; done
+
+# --- podman: private configuration, the same busybox rootfs as an image
+cat > "$P/containers.conf" <<CONF
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+tmp_dir = "$P/tmp"
+volume_path = "$P/volumes"
+[network]
+network_config_dir = "$P/networks"
+CONF
+printf '[storage]\ndriver = "overlay"\ngraphroot = "%s/storage"\nrunroot = "%s/prun"\n' "$P" "$P" > "$P/storage.conf"
+echo 'unqualified-search-registries = []' > "$P/registries.conf"
+tar -C "$(rootfs_fixture)" -c . | podman import -q - localhost/busybox:bench >/dev/null
+
+echo "berth: $($berth --version | head -1); podman: $(podman --version) (crun $(crun --version | head -1 | awk '{print $3}'), netavark)"
+echo "$runs runs per figure, medians; then $many pods at once"
+echo
+json=$P/one.json
+hyperfine -S bash -r "$runs" -w 2 --export-json "$json" \
+    -n "berth, CNI bridge" --prepare "$B pod rm -f bench >/dev/null 2>&1 || true" "$B pod run $P/cni.yaml >/dev/null" \
+    -n "podman, netavark bridge" --prepare "podman pod rm -f bench >/dev/null 2>&1 || true" \
+        "podman pod create --name bench >/dev/null && podman run -d --pod bench localhost/busybox:bench sleep 100000 >/dev/null" \
+    -n "berth, host network" --prepare "$B pod rm -f bench >/dev/null 2>&1 || true" "$B pod run $P/host.yaml >/dev/null" \
+    -n "podman, host network" --prepare "podman pod rm -f bench >/dev/null 2>&1 || true" \
+        "podman pod create --name bench --network host >/dev/null && podman run -d --pod bench localhost/busybox:bench sleep 100000 >/dev/null" \
+    >/dev/null
+$B pod rm -f bench >/dev/null 2>&1 || true
+podman pod rm -f bench >/dev/null 2>&1 || true
+med() { jq -r ".results[$1].median * 1000" "$json"; }
+div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+printf "%-36s %9s %9s %12s\n" "one pod until its container runs" "berth ms" "podman ms" "berth/podman"
+printf "%-36s %9.1f %9.1f %12s\n" "bridge network (CNI / netavark)" "$(med 0)" "$(med 1)" "$(div "$(med 0)" "$(med 1)")"
+printf "%-36s %9.1f %9.1f %12s\n" "host network" "$(med 2)" "$(med 3)" "$(div "$(med 2)" "$(med 3)")"
+echo
+
+# --- many pods at once
+t0=$(date +%s%N)
+seq "$many" | xargs -P "$many" -I{} sh -c "$B pod run $P/many-{}.yaml >/dev/null"
+tb=$(( ($(date +%s%N) - t0) / 1000000 ))
+running=$($B ps | grep -c Running || true)
+# memory of the pod monitors (RSS, and PSS: shared pages divided among their sharers)
+mon=$(pgrep -f "__pod-monitor $P/run" || true)
+sum() { for p in $mon; do awk -v k="$1:" '$1 == k {print $2}' "/proc/$p/smaps_rollup"; done | awk '{s += $1} END {print s + 0}'; }
+b_rss=$(sum Rss); b_pss=$(sum Pss); nmon=$(echo "$mon" | wc -w)
+t0=$(date +%s%N)
+seq "$many" | xargs -P "$many" -I{} sh -c "podman pod create --name q{} >/dev/null && podman run -d --pod q{} localhost/busybox:bench sleep 100000 >/dev/null"
+tp=$(( ($(date +%s%N) - t0) / 1000000 ))
+prunning=$(podman ps -q --filter status=running | wc -l)
+# podman's per-pod processes: the infra container's pause (catatonit) and a conmon per container
+pids=$( (pgrep -x conmon; pgrep -f 'catatonit -P') 2>/dev/null || true)
+psum() { for p in $pids; do awk -v k="$1:" '$1 == k {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null; done | awk '{s += $1} END {print s + 0}'; }
+p_rss=$(psum Rss); p_pss=$(psum Pss)
+printf "%-36s %9s %9s %12s\n" "$many pods at once" "berth" "podman" "berth/podman"
+printf "%-36s %9d %9d %12s\n" "total start time (ms)" "$tb" "$tp" "$(div "$tb" "$tp")"
+printf "%-36s %9d %9d\n" "containers running" "$running" "$prunning"
+printf "%-36s %9.0f %9.0f %12s\n" "RSS per pod, runtime's processes (KiB)" "$(div "$b_rss" "$many")" "$(div "$p_rss" "$many")" "$(div "$b_rss" "$p_rss")"
+printf "%-36s %9.0f %9.0f %12s\n" "PSS per pod (KiB)" "$(div "$b_pss" "$many")" "$(div "$p_pss" "$many")" "$(div "$b_pss" "$p_pss")"
+echo "($nmon berth monitors; podman: $(echo "$pids" | wc -w) conmon and pause processes)"
