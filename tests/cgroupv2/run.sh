@@ -25,10 +25,11 @@ if [ ! -s "$work/vmlinuz" ]; then
 fi
 
 # 2. berth and the integration test binaries (debug build, as `cargo test` makes them). The
-#    image tests are left out: they need a registry, skopeo and umoci, and no cgroup.
+#    image and pod tests are left out: they need a registry, skopeo, umoci, CNI plugins and
+#    iptables in the VM (pods on cgroup v2 are not yet covered there).
 cargo build -q
 mapfile -t tests < <(cargo test --no-run --tests --message-format=json 2>/dev/null |
-    jq -r 'select(.reason == "compiler-artifact" and .profile.test == true and (.target.kind | index("test")) and .target.name != "images") | .executable')
+    jq -r 'select(.reason == "compiler-artifact" and .profile.test == true and (.target.kind | index("test")) and .target.name != "images" and .target.name != "pods") | .executable')
 [ ${#tests[@]} -gt 0 ] || { echo "cgroupv2: no test binaries found" >&2; exit 1; }
 
 # 3. The initramfs.
