@@ -10,7 +10,7 @@ RELEASE_FLAGS = $(shell if rustup target list --installed 2>/dev/null | grep -qx
 ROOTFS := rootfs-fixtures/build/busybox
 IMAGES := rootfs-fixtures/build/images
 DEBIAN_PACKAGES := busybox-static libseccomp-dev pkg-config runc crun hyperfine jq qemu-system-x86 cpio procps iproute2 util-linux time binutils podman conmon catatonit containerd \
-	docker-registry umoci skopeo apache2-utils zstd attr openssl musl-tools
+	docker-registry umoci skopeo apache2-utils zstd attr openssl musl-tools containernetworking-plugins iptables
 
 .PHONY: all setup build fixtures demo test lint unit-and-integration test-clients test-fuzz fuzz test-cgroupv2 bench clean
 
@@ -39,7 +39,8 @@ fixtures: setup
 	@[ -x $(ROOTFS)/bin/busybox ] || rootfs-fixtures/build-rootfs.sh $(ROOTFS)
 	@[ -d $(IMAGES)/registry ] || rootfs-fixtures/build-images.sh $(ROOTFS) $(IMAGES)
 
-## demo: run a busybox container that prints its hostname, PID 1 and cgroup memory limit
+## demo: run a busybox container (a bundle) that prints its hostname, PID 1 and cgroup memory
+## limit, then a pod of two containers from an image, on berth's default CNI network
 demo: build fixtures
 	rootfs-fixtures/demo.sh $(RELEASE_BIN)
 
@@ -80,6 +81,7 @@ test-cgroupv2: fixtures
 bench: build fixtures
 	tests/bench/bench.sh $(RELEASE_BIN)
 	tests/bench/images.sh $(RELEASE_BIN)
+	tests/bench/pods.sh $(RELEASE_BIN)
 
 clean:
 	cargo clean
