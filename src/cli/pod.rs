@@ -133,6 +133,12 @@ enum PodCommand {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         command: Vec<String>,
     },
+    /// Print pod and container lifecycle events as JSON lines until interrupted.
+    Events {
+        /// How often the state is compared.
+        #[arg(long, default_value = "100ms")]
+        interval: humantime::Duration,
+    },
     /// Resource usage of a pod's containers.
     Stats {
         #[arg(short, long, default_value = "table", value_parser = ["table", "json"])]
@@ -321,6 +327,15 @@ pub fn main(args: &[String], root: &Path, data_root: &Path, log: &Logger) -> Res
             let rt = runtime(root, data_root, &cli.paths, None, vec![]);
             let c = pick(&rt, &pod, container.as_deref())?;
             return Ok(rt.exec(&c.record.id, &command, tty)?);
+        }
+        PodCommand::Events { interval } => {
+            let rt = runtime(root, data_root, &cli.paths, None, vec![]);
+            rt.events(interval.into(), &|| false, &mut |e| {
+                use std::io::Write;
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{}", serde_json::to_string(e).unwrap_or_default());
+                let _ = out.flush();
+            })?;
         }
         PodCommand::Stats { format, pod } => {
             let rt = runtime(root, data_root, &cli.paths, None, vec![]);

@@ -114,6 +114,17 @@ pub struct ContainerInfo {
     pub status: ContainerStatus,
 }
 
+/// A change of a pod or container (`container_id` empty for pod events).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PodEvent {
+    /// `pod_created`, `pod_ready`, `pod_stopped`, `pod_removed`, `container_created`,
+    /// `container_started`, `container_stopped`, `container_removed`.
+    pub kind: &'static str,
+    pub pod_id: String,
+    pub container_id: String,
+    pub time: String,
+}
+
 /// The pod runtime.
 #[derive(Debug, Clone)]
 pub struct Runtime {
@@ -976,6 +987,73 @@ impl Runtime {
                         .unwrap_or(true)
                 },
             )?;
+        }
+        Ok(())
+    }
+
+    /// Lifecycle events of every pod and container (as the CRI's GetContainerEvents streams
+    /// them), found by comparing the recorded state every `interval`, until `stop()` says so.
+    pub fn events(
+        &self,
+        interval: Duration,
+        stop: &dyn Fn() -> bool,
+        emit: &mut dyn FnMut(&PodEvent),
+    ) -> Result<()> {
+        let snapshot = |rt: &Runtime| -> std::collections::BTreeMap<(String, String), String> {
+            let mut m = std::collections::BTreeMap::new();
+            for p in rt.list_pods().unwrap_or_default() {
+                m.insert((p.id.clone(), String::new()), format!("{:?}", p.state));
+                if let Ok(st) = rt.pod_status(&p.id) {
+                    for c in st.containers {
+                        m.insert(
+                            (p.id.clone(), c.record.id.clone()),
+                            format!("{:?}/{}", c.status.state, c.status.restart_count),
+                        );
+                    }
+                }
+            }
+            m
+        };
+        let mut before = snapshot(self);
+        while !stop() {
+            std::thread::sleep(interval);
+            let now = snapshot(self);
+            for (k, v) in &now {
+                let kind = match before.get(k) {
+                    Some(old) if old == v => continue,
+                    Some(_) if k.1.is_empty() => {
+                        if v == "Ready" {
+                            "pod_ready"
+                        } else {
+                            "pod_stopped"
+                        }
+                    }
+                    None if k.1.is_empty() => "pod_created",
+                    _ if v.starts_with("Running") => "container_started",
+                    _ if v.starts_with("Exited") => "container_stopped",
+                    _ => "container_created",
+                };
+                emit(&PodEvent {
+                    kind,
+                    pod_id: k.0.clone(),
+                    container_id: k.1.clone(),
+                    time: state::now(),
+                });
+            }
+            for k in before.keys().filter(|k| !now.contains_key(*k)) {
+                let kind = if k.1.is_empty() {
+                    "pod_removed"
+                } else {
+                    "container_removed"
+                };
+                emit(&PodEvent {
+                    kind,
+                    pod_id: k.0.clone(),
+                    container_id: k.1.clone(),
+                    time: state::now(),
+                });
+            }
+            before = now;
         }
         Ok(())
     }

@@ -729,6 +729,11 @@ impl Spawned {
         Spawned(Some(child))
     }
 
+    #[allow(dead_code)]
+    pub fn pid(&self) -> i32 {
+        self.0.as_ref().unwrap().id() as i32
+    }
+
     pub fn wait_with_output(mut self) -> Output {
         self.0.take().unwrap().wait_with_output().unwrap()
     }

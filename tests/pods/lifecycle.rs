@@ -210,3 +210,41 @@ spec:
     std::thread::sleep(Duration::from_millis(600));
     assert_eq!(e.container(&pod, "deaf")["status"]["state"], "Exited");
 }
+
+#[test]
+fn events_stream_pod_and_container_changes() {
+    let e = PodEnv::new("events");
+    let watcher = super::harness::Spawned::new(
+        e.cmd(&["pod", "events", "--interval", "20ms"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let pod = e.run(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: ev}}\nspec:\n  restartPolicy: Never\n  containers: [{{name: c, image: {}, command: [sh, -c, \"sleep 0.3\"]}}]\n",
+        e.image("base")
+    ));
+    e.wait(&pod, "c", "Exited");
+    std::thread::sleep(Duration::from_millis(100));
+    e.ok(&["pod", "rm", "-f", &pod]);
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = watcher.pid();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let out = String::from_utf8_lossy(&watcher.wait_with_output().stdout).into_owned();
+    let kinds: Vec<String> = out
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    for want in ["pod_created", "container_stopped", "pod_removed"] {
+        assert!(kinds.iter().any(|k| k == want), "no {want} in {kinds:?}");
+    }
+}
