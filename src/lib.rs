@@ -22,9 +22,13 @@
 //! Images ([`image`]) are pulled or imported into a content store and unpacked into
 //! copy-on-write snapshots; `Images::unpack` writes a bundle the runtime runs.
 //!
+//! Pods ([`pod`]) group containers around shared namespaces, CNI and one monitor per pod;
+//! [`cri`] serves them to kubelet and crictl as the Kubernetes CRI (`berth serve`).
+//!
 //! Layers: [`oci`] (spec → plan → apply, one file per verb) uses [`linux`] (namespaces,
 //! mounts, cgroups, processes; all `unsafe` code is in [`linux::sys`]).
 
+pub mod cri;
 pub mod image;
 pub mod linux;
 pub mod oci;

@@ -5,6 +5,7 @@ mod image;
 mod log;
 mod oci;
 mod pod;
+mod serve;
 
 use std::path::PathBuf;
 
@@ -130,6 +131,13 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Serve the Kubernetes CRI (RuntimeService and ImageService) on a unix socket, for kubelet
+    /// and crictl (`berth serve --help`).
+    #[command(disable_help_flag = true)]
+    Serve {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 /// Run the command line; returns the process exit code.
@@ -164,6 +172,7 @@ pub fn main() -> i32 {
     let result = match command {
         Command::Image { args } => image::main(&args, &cli.data_root, &logger),
         Command::Pod { args } => pod::main(&args, &cli.root, &cli.data_root, &logger),
+        Command::Serve { args } => serve::main(&args, &cli.root, &cli.data_root),
         Command::Ps {
             format, id: None, ..
         } => pod::ps(&cli.root, &cli.data_root, &format).map(|_| 0),

@@ -289,7 +289,10 @@ pub fn dispatch(cmd: Command, root: &Path, log: &Logger) -> Result<i32> {
                 serde_json::to_string_pretty(&berth::oci::features::features())?
             );
         }
-        Command::Image { .. } | Command::Pod { .. } | Command::Ps { id: None, .. } => {
+        Command::Image { .. }
+        | Command::Pod { .. }
+        | Command::Serve { .. }
+        | Command::Ps { id: None, .. } => {
             unreachable!("image, pod and pod-ps verbs are dispatched by their own modules")
         }
     }

@@ -239,6 +239,22 @@ pub fn set_controlling_terminal(fd: BorrowedFd<'_>) -> io::Result<()> {
     Ok(())
 }
 
+/// Make `cmd` start in a new session whose controlling terminal is its stdin (a pty slave),
+/// so window size changes reach it as SIGWINCH.
+pub fn session_with_terminal(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the hook runs in the forked child before exec and only makes two async-signal-
+    // safe system calls (setsid, ioctl) on fd 0, which the Command has already set up.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Set a terminal's window size.
 pub fn set_window_size(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> io::Result<()> {
     let ws = libc::winsize {

@@ -23,7 +23,7 @@ pub fn container_path(pod_cgroup: &str, ctr_id: &str) -> String {
     format!("{pod_cgroup}/{ctr_id}")
 }
 
-fn dirs(path: &str) -> Option<(Layout, Dirs)> {
+pub(crate) fn dirs(path: &str) -> Option<(Layout, Dirs)> {
     let layout = Layout::detect().ok()?;
     let dirs = layout.resolve(Path::new(path));
     Some((layout, dirs))

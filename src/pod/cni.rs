@@ -296,15 +296,10 @@ pub fn add(paths: &CniPaths, net: &Network, att: &Attachment) -> Result<Cached> 
 /// returned after all ran).
 pub fn del(paths: &CniPaths, cached: &Cached) -> Result<()> {
     let mut first = None;
+    // a DEL after an ADD that never answered (a killed caller) has no result to pass
+    let prev = (!cached.result.is_null()).then_some(&cached.result);
     for p in cached.network.plugins.iter().rev() {
-        if let Err(e) = exec(
-            paths,
-            "DEL",
-            &cached.network,
-            p,
-            &cached.attachment,
-            Some(&cached.result),
-        ) {
+        if let Err(e) = exec(paths, "DEL", &cached.network, p, &cached.attachment, prev) {
             first.get_or_insert(e);
         }
     }

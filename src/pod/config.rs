@@ -22,6 +22,12 @@ pub struct PodConfig {
     pub host_network: bool,
     /// One PID namespace for all containers of the pod.
     pub share_pid: bool,
+    /// Use the host's IPC namespace.
+    #[serde(default)]
+    pub host_ipc: bool,
+    /// Use the host's PID namespace.
+    #[serde(default)]
+    pub host_pid: bool,
     /// resolv.conf of the pod (default: the host's).
     pub dns: Option<DnsConfig>,
     /// `hostPort`s, set up by the CNI portmap plugin.
@@ -40,6 +46,9 @@ pub struct PodConfig {
     pub termination_grace_seconds: u64,
     /// What the pod monitor does when a container exits (CLI pods; the CRI leaves it to kubelet).
     pub restart_policy: RestartPolicy,
+    /// Kubernetes' attempt number of this sandbox (the CRI's metadata.attempt).
+    #[serde(default)]
+    pub attempt: u32,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,6 +138,35 @@ pub struct ContainerConfig {
     pub stop_signal: Option<String>,
     /// Ports the container listens on (informational, as in Kubernetes).
     pub ports: Vec<u16>,
+    /// Kubernetes' attempt number of this container (the CRI's metadata.attempt).
+    #[serde(default)]
+    pub attempt: u32,
+    /// Host devices made in the container (the CRI's devices).
+    #[serde(default)]
+    pub devices: Vec<Device>,
+    /// Join the PID namespace of this container of the pod (the CRI's TARGET mode).
+    #[serde(default)]
+    pub pid_target: Option<String>,
+}
+
+/// A host device node to create in a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    pub host_path: PathBuf,
+    pub container_path: String,
+    /// cgroup permissions: some of `r`, `w`, `m`.
+    pub permissions: String,
+}
+
+/// The seccomp filter of a container.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Seccomp {
+    /// berth's default profile (the container ecosystem's default).
+    #[default]
+    RuntimeDefault,
+    Unconfined,
+    /// An OCI `linux.seccomp` JSON file on the host.
+    Localhost(PathBuf),
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -173,4 +211,14 @@ pub struct Security {
     pub readonly_rootfs: bool,
     /// `allowPrivilegeEscalation`; false sets no_new_privs.
     pub allow_privilege_escalation: bool,
+    #[serde(default)]
+    pub seccomp: Seccomp,
+    /// Extra groups of the process.
+    #[serde(default)]
+    pub supplemental_groups: Vec<u32>,
+    /// Paths made inaccessible / read-only (replace the defaults when given).
+    #[serde(default)]
+    pub masked_paths: Option<Vec<String>>,
+    #[serde(default)]
+    pub readonly_paths: Option<Vec<String>>,
 }

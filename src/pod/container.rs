@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use oci_spec::image::ImageConfiguration;
 use serde_json::{Value, json};
 
-use super::config::{ContainerConfig, MountSource, PodConfig, VolumeSource};
+use super::config::{ContainerConfig, MountSource, PodConfig, Seccomp, VolumeSource};
 use super::error::{Error, Result};
 use super::state::{ContainerRecord, PodDir, PodRecord};
 
@@ -120,6 +120,9 @@ pub fn configure(
     if let Some(g) = cfg.security.run_as_group {
         p["user"]["gid"] = json!(g);
     }
+    if !cfg.security.supplemental_groups.is_empty() {
+        p["user"]["additionalGids"] = json!(cfg.security.supplemental_groups);
+    }
     if cfg.security.run_as_non_root && p["user"]["uid"].as_u64() == Some(0) {
         return Err(Error::Invalid(format!(
             "container {}: runAsNonRoot is set but the container would run as root (uid 0)",
@@ -172,9 +175,19 @@ pub fn configure(
     }
     // namespaces
     let mut ns = vec![json!({"type": "mount"}), json!({"type": "cgroup"})];
-    match pause {
-        Some(pid) => ns.push(json!({"type": "pid", "path": format!("/proc/{pid}/ns/pid")})),
-        None => ns.push(json!({"type": "pid"})),
+    match (pause, &cfg.pid_target) {
+        _ if pc.host_pid => {} // the host's PID namespace
+        (_, Some(target)) => {
+            let pid = target_pid(dir, target).ok_or_else(|| {
+                Error::Precondition(format!(
+                    "container {}: target container {target:?} is not running",
+                    cfg.name
+                ))
+            })?;
+            ns.push(json!({"type": "pid", "path": format!("/proc/{pid}/ns/pid")}));
+        }
+        (Some(pid), None) => ns.push(json!({"type": "pid", "path": format!("/proc/{pid}/ns/pid")})),
+        (None, None) => ns.push(json!({"type": "pid"})),
     }
     for (kind, oci) in [("net", "network"), ("ipc", "ipc"), ("uts", "uts")] {
         if let Some(path) = super::netns::path(&dir.0, kind) {
@@ -184,6 +197,46 @@ pub fn configure(
     spec["linux"]["namespaces"] = json!(ns);
     spec["linux"]["cgroupsPath"] = json!(rec.cgroup);
     spec["linux"]["resources"] = resources(&cfg.resources);
+    match &cfg.security.seccomp {
+        Seccomp::RuntimeDefault => {}
+        Seccomp::Unconfined => {
+            spec["linux"].as_object_mut().map(|l| l.remove("seccomp"));
+        }
+        Seccomp::Localhost(path) => {
+            let text = std::fs::read_to_string(path).map_err(super::error::io(format!(
+                "container {}: read seccomp profile {}",
+                cfg.name,
+                path.display()
+            )))?;
+            let profile: Value = serde_json::from_str(&text).map_err(|e| {
+                Error::Invalid(format!(
+                    "container {}: seccomp profile {}: {e}",
+                    cfg.name,
+                    path.display()
+                ))
+            })?;
+            spec["linux"]["seccomp"] = profile;
+        }
+    }
+    if let Some(m) = &cfg.security.masked_paths {
+        spec["linux"]["maskedPaths"] = json!(m);
+    }
+    if let Some(r) = &cfg.security.readonly_paths {
+        spec["linux"]["readonlyPaths"] = json!(r);
+    }
+    if !cfg.devices.is_empty() {
+        let (devs, rules) = devices(cfg)?;
+        spec["linux"]["devices"] = json!(devs);
+        if !cfg.security.privileged {
+            // after the runtime's own rules, which keep the default devices allowed
+            let mut all = spec["linux"]["resources"]["devices"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            all.extend(rules);
+            spec["linux"]["resources"]["devices"] = json!(all);
+        }
+    }
     if cfg.security.privileged {
         let l = spec["linux"].as_object_mut().expect("linux is an object");
         l.remove("seccomp");
@@ -259,6 +312,64 @@ pub fn configure(
         spec["annotations"] = json!({"io.kubernetes.pod.name": pc.name, "io.kubernetes.container.name": cfg.name, "io.berth.pod.id": pod.id});
     }
     Ok(())
+}
+
+/// The PID of a running container of the pod, by name or ID.
+fn target_pid(dir: &PodDir, target: &str) -> Option<i32> {
+    for e in std::fs::read_dir(dir.containers()).ok()?.flatten() {
+        let rec: ContainerRecord =
+            super::state::read_json(&e.path().join("container.json")).ok()?;
+        if rec.id == target || rec.config.name == target {
+            let st: super::state::ContainerStatus =
+                super::state::read_json(&e.path().join("status.json")).ok()?;
+            return (st.state == super::state::ContainerState::Running && st.pid > 0)
+                .then_some(st.pid);
+        }
+    }
+    None
+}
+
+/// `linux.devices` and the cgroup rules that allow them, from host device nodes.
+fn devices(cfg: &ContainerConfig) -> Result<(Vec<Value>, Vec<Value>)> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut devs = Vec::new();
+    let mut rules = Vec::new();
+    for d in &cfg.devices {
+        let md = std::fs::metadata(&d.host_path).map_err(super::error::io(format!(
+            "container {}: device {}",
+            cfg.name,
+            d.host_path.display()
+        )))?;
+        let kind = if md.file_type().is_char_device() {
+            "c"
+        } else if md.file_type().is_block_device() {
+            "b"
+        } else {
+            return Err(Error::Invalid(format!(
+                "container {}: device {}: not a device node",
+                cfg.name,
+                d.host_path.display()
+            )));
+        };
+        if d.permissions.is_empty() || !d.permissions.chars().all(|c| "rwm".contains(c)) {
+            return Err(Error::Invalid(format!(
+                "container {}: device {}: permissions {:?} are not some of \"rwm\"",
+                cfg.name,
+                d.host_path.display(),
+                d.permissions
+            )));
+        }
+        let (major, minor) = (libc::major(md.rdev()), libc::minor(md.rdev()));
+        devs.push(
+            json!({"path": d.container_path, "type": kind, "major": major,
+            "minor": minor, "fileMode": md.mode() & 0o777, "uid": md.uid(), "gid": md.gid()}),
+        );
+        rules.push(
+            json!({"allow": true, "type": kind, "major": major, "minor": minor,
+            "access": d.permissions}),
+        );
+    }
+    Ok((devs, rules))
 }
 
 /// runtime-spec `linux.resources` of a container's limits.

@@ -580,6 +580,7 @@ fn container(
             privileged: sc.privileged,
             readonly_rootfs: sc.read_only_root_filesystem,
             allow_privilege_escalation: sc.allow_privilege_escalation.unwrap_or(true),
+            ..Default::default()
         },
         log_path: None,
         tty: c.tty,
@@ -589,6 +590,7 @@ fn container(
         init,
         stop_signal: None,
         ports,
+        ..Default::default()
     };
     Ok((cfg, host))
 }
@@ -825,6 +827,7 @@ fn convert(p: Pod) -> Result<PodManifest> {
         volumes,
         termination_grace_seconds: spec.termination_grace_period_seconds.unwrap_or(30),
         restart_policy,
+        ..Default::default()
     };
     Ok(PodManifest { pod, containers })
 }

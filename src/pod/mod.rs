@@ -85,6 +85,40 @@ impl Default for Options {
     }
 }
 
+/// Marker file of a pod whose creation has not finished.
+const CREATING: &str = "creating";
+
+/// Create `dir/creating` and hold a lock on it until the guard drops.
+fn creation_marker(dir: &Path) -> Result<nix::fcntl::Flock<fs::File>> {
+    let f = fs::File::create(dir.join(CREATING)).map_err(io("mark the object as being created"))?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, e)| error::sys("lock the creation marker")(e))
+}
+
+/// Is `dir` marked as being created by someone who is gone (the marker is not locked)?
+fn abandoned(dir: &Path) -> bool {
+    let Ok(f) = fs::File::open(dir.join(CREATING)) else {
+        return false;
+    };
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).is_ok()
+}
+
+/// A log file and its rotated generations (`NAME.1`, ...).
+fn remove_log_file(path: &Path) {
+    let _ = fs::remove_file(path);
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let prefix = format!("{}.", name.to_string_lossy());
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
 fn default_binary() -> PathBuf {
     if let Some(b) = std::env::var_os("BERTH_BINARY") {
         return b.into();
@@ -140,6 +174,7 @@ enum Undo {
     Mount(PathBuf),
     Network(Box<cni::Cached>),
     Monitor(PodDir),
+    Name(PathBuf),
 }
 
 impl Runtime {
@@ -211,26 +246,40 @@ impl Runtime {
     /// monitor runs init containers and restarts (CLI pods); otherwise the caller drives.
     pub fn run_pod_sandbox(&self, cfg: &PodConfig, supervised: bool) -> Result<String> {
         let mut cfg = cfg.clone();
-        if cfg.uid.is_empty() {
+        let given_uid = !cfg.uid.is_empty();
+        if !given_uid {
             cfg.uid = uuid_like();
         }
         if cfg.namespace.is_empty() {
             cfg.namespace = "default".into();
         }
-        if self
-            .list_pods()?
-            .iter()
-            .any(|p| p.config.name == cfg.name && p.config.namespace == cfg.namespace)
-        {
-            return Err(Error::AlreadyExists(format!(
-                "pod {}/{}",
-                cfg.namespace, cfg.name
-            )));
-        }
+        // A pod's name is reserved by a file made with O_EXCL, so two concurrent runs of one
+        // name cannot both pass. CLI pods (no uid given) reserve namespace/name; the CRI's
+        // reserve namespace/name/uid/attempt, as kubelet makes a new attempt beside the old.
+        let key = if given_uid {
+            format!(
+                "pod_{}_{}_{}_{}",
+                cfg.namespace, cfg.name, cfg.uid, cfg.attempt
+            )
+        } else {
+            format!("pod_{}_{}", cfg.namespace, cfg.name)
+        };
+        let mut undo: Vec<Undo> = Vec::new();
+        let what = if given_uid {
+            format!(
+                "pod {}/{} (uid {}, attempt {})",
+                cfg.namespace, cfg.name, cfg.uid, cfg.attempt
+            )
+        } else {
+            format!("pod {}/{}", cfg.namespace, cfg.name)
+        };
+        let reservation = self.reserve_name(&key, &what)?;
+        undo.push(Undo::Name(reservation.clone()));
         let id = state::new_id();
         let dir = self.pod_dir(&id);
-        let mut undo: Vec<Undo> = Vec::new();
-        let r = self.sandbox_steps(&id, &dir, &cfg, supervised, &mut undo);
+        let r = fs::write(self.opts.root.join("names").join(&key), &id)
+            .map_err(io("record the pod's name"))
+            .and_then(|_| self.sandbox_steps(&id, &dir, &cfg, supervised, &mut undo));
         if r.is_err() {
             for u in undo.into_iter().rev() {
                 self.undo(u);
@@ -251,6 +300,9 @@ impl Runtime {
             .map_err(io(format!("create {}", self.pods_dir().display())))?;
         fs::create_dir(&dir.0).map_err(io(format!("create {}", dir.0.display())))?;
         undo.push(Undo::Dir(dir.0.clone()));
+        // held (locked) while this call runs and removed when the pod is complete: `recover`
+        // rolls back a pod whose marker is there but unlocked (its creator died)
+        let _creating = creation_marker(&dir.0)?;
         for d in ["containers", "volumes", "shm"] {
             fs::create_dir_all(dir.0.join(d))
                 .map_err(io(format!("create {}/{d}", dir.0.display())))?;
@@ -259,6 +311,7 @@ impl Runtime {
         let hostname = container::pod_hostname(cfg);
         let spec = netns::NsSpec {
             host_network: cfg.host_network,
+            host_ipc: cfg.host_ipc,
             hostname: hostname.clone(),
             sysctls: cfg
                 .sysctls
@@ -346,8 +399,19 @@ impl Runtime {
                     m
                 }).collect::<Vec<_>>()}),
             };
+            // what DEL needs is on disk before ADD runs, for a recovery after a crash
+            let pending = dir.0.join("network.pending.json");
+            cni::save(
+                &pending,
+                &cni::Cached {
+                    network: net.clone(),
+                    attachment: att.clone(),
+                    result: serde_json::Value::Null,
+                },
+            )?;
             let cached = cni::add(&self.opts.cni, &net, &att)?;
             cni::save(&dir.network(), &cached)?;
+            let _ = fs::remove_file(&pending);
             ips = cached.ips();
             undo.push(Undo::Network(Box::new(cached)));
         }
@@ -379,7 +443,114 @@ impl Runtime {
         self.spawn_monitor(dir)?;
         let mut rec = rec;
         rec.state = PodState::Ready;
-        write_json(&dir.record(), &rec)
+        write_json(&dir.record(), &rec)?;
+        fs::remove_file(dir.0.join(CREATING)).map_err(io("mark the pod as created"))
+    }
+
+    /// Roll back what a killed caller left half-made: pods still marked as being created
+    /// (their monitor, network, namespaces, cgroups, mounts, names) and containers whose
+    /// creation did not finish. A daemon calls this when it starts. Returns what it removed.
+    pub fn recover(&self) -> Vec<String> {
+        let mut done = Vec::new();
+        let Ok(rd) = fs::read_dir(self.pods_dir()) else {
+            return done;
+        };
+        for e in rd.flatten() {
+            let dir = PodDir(e.path());
+            let id = e.file_name().to_string_lossy().to_string();
+            if abandoned(&dir.0) || (!dir.record().exists() && !dir.0.join(CREATING).exists()) {
+                self.rollback_pod(&dir);
+                self.release_names(&id);
+                done.push(format!("pod {id}"));
+                continue;
+            }
+            let Ok(cs) = fs::read_dir(dir.containers()) else {
+                continue;
+            };
+            for c in cs.flatten() {
+                if abandoned(&c.path())
+                    || (!c.path().join("status.json").exists() && !c.path().join(CREATING).exists())
+                {
+                    let cid = c.file_name().to_string_lossy().to_string();
+                    let _ = self.images.unmount(&c.path().join("bundle"));
+                    let _ = fs::remove_dir_all(c.path());
+                    self.release_names(&cid);
+                    done.push(format!("container {cid}"));
+                }
+            }
+        }
+        // names whose owner never got recorded
+        if let Ok(rd) = fs::read_dir(self.opts.root.join("names")) {
+            for e in rd.flatten() {
+                if fs::read_to_string(e.path()).is_ok_and(|o| o.is_empty()) {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
+        done
+    }
+
+    /// Undo every step of a pod's creation that may have happened (each tolerates absence).
+    fn rollback_pod(&self, dir: &PodDir) {
+        let _ = self.stop_monitor(dir);
+        for f in [dir.network(), dir.0.join("network.pending.json")] {
+            if let Ok(c) = read_json::<cni::Cached>(&f) {
+                let _ = cni::del(&self.opts.cni, &c);
+            }
+        }
+        let _ = netns::remove(&dir.0);
+        let created: Vec<PathBuf> = fs::read_to_string(dir.0.join("cgroup.created"))
+            .unwrap_or_default()
+            .lines()
+            .map(PathBuf::from)
+            .collect();
+        for d in created.iter().rev() {
+            let _ = fs::remove_dir(d);
+        }
+        let mut below: Vec<PathBuf> = fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4).map(PathBuf::from))
+            .filter(|m| m.starts_with(&dir.0))
+            .collect();
+        below.sort_by_key(|m| std::cmp::Reverse(m.as_os_str().len()));
+        for m in below {
+            let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
+        }
+        let _ = fs::remove_dir_all(&dir.0);
+    }
+
+    /// A pod's cgroup usage (the sum of its containers').
+    pub fn pod_stats(&self, key: &str) -> Result<crate::linux::cgroup::stats::Stats> {
+        let p = self.find_pod(key)?;
+        let dirs = cgroup::dirs(&p.cgroup)
+            .map(|(_, d)| d)
+            .ok_or_else(|| Error::Precondition(format!("pod {}: no cgroup", p.config.name)))?;
+        Ok(crate::linux::cgroup::stats::read_stats(&dirs))
+    }
+
+    /// Make the monitor reopen a container's log file (after the caller rotated it).
+    pub fn reopen_log(&self, id: &str) -> Result<()> {
+        let (pod, c) = self.find_container(None, id)?;
+        if c.status.state != ContainerState::Running {
+            return Err(Error::Precondition(format!(
+                "container {} is not running",
+                c.record.config.name
+            )));
+        }
+        match monitor::request(
+            &self.pod_dir(&pod.id),
+            &Request::ReopenLog {
+                id: c.record.id.clone(),
+            },
+            Duration::from_secs(10),
+        )? {
+            Response::Ok => Ok(()),
+            Response::Error { message } => Err(Error::Precondition(message)),
+            other => Err(Error::Invalid(format!(
+                "pod monitor answered {other:?} to reopen-log"
+            ))),
+        }
     }
 
     fn spawn_monitor(&self, dir: &PodDir) -> Result<()> {
@@ -432,7 +603,64 @@ impl Runtime {
             Undo::Monitor(d) => {
                 let _ = self.stop_monitor(&d);
             }
+            Undo::Name(p) => {
+                let _ = fs::remove_file(p);
+            }
         }
+    }
+
+    /// Reserve a name: a file in `<root>/names` made with O_EXCL (its content: the owner's ID).
+    fn reserve_name(&self, key: &str, what: &str) -> Result<PathBuf> {
+        let names = self.opts.root.join("names");
+        fs::create_dir_all(&names).map_err(io(format!("create {}", names.display())))?;
+        let path = names.join(key);
+        match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(_) => Ok(path),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                // a reservation whose owner is gone (a crash between reserve and record) is stale
+                let owner = fs::read_to_string(&path).unwrap_or_default();
+                let old = fs::metadata(&path)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|d| d > Duration::from_secs(30));
+                let stale = old
+                    && !owner.is_empty()
+                    && !self.pods_dir().join(&owner).exists()
+                    && !self.container_exists(&owner);
+                if stale {
+                    let _ = fs::remove_file(&path);
+                    return self.reserve_name(key, what);
+                }
+                Err(Error::AlreadyExists(what.to_string()))
+            }
+            Err(e) => Err(Error::Io {
+                step: format!("reserve the name {key}"),
+                err: e,
+            }),
+        }
+    }
+
+    /// Release the names `owner` (a pod or container ID) holds.
+    fn release_names(&self, owner: &str) {
+        if let Ok(rd) = fs::read_dir(self.opts.root.join("names")) {
+            for e in rd.flatten() {
+                if fs::read_to_string(e.path()).is_ok_and(|o| o == owner) {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
+    }
+
+    fn container_exists(&self, id: &str) -> bool {
+        self.list_pods()
+            .unwrap_or_default()
+            .iter()
+            .any(|p| self.pod_dir(&p.id).container(id).exists())
     }
 
     fn stop_monitor(&self, dir: &PodDir) -> Result<()> {
@@ -595,6 +823,7 @@ impl Runtime {
         let _ = nix::mount::umount2(&dir.shm(), nix::mount::MntFlags::MNT_DETACH);
         fs::remove_dir_all(&dir.0).map_err(io(format!("remove {}", dir.0.display())))?;
         let _ = fs::remove_dir_all(&st.record.log_dir);
+        self.release_names(&st.record.id);
         Ok(())
     }
 
@@ -673,24 +902,35 @@ impl Runtime {
         }
         let dir = self.pod_dir(&prec.id);
         let st = self.pod_status(&prec.id)?;
+        let what = if cfg.attempt > 0 {
+            format!(
+                "container {} (attempt {}) in pod {}",
+                cfg.name, cfg.attempt, prec.config.name
+            )
+        } else {
+            format!("container {} in pod {}", cfg.name, prec.config.name)
+        };
         if st
             .containers
             .iter()
-            .any(|c| c.record.config.name == cfg.name)
+            .any(|c| c.record.config.name == cfg.name && c.record.config.attempt == cfg.attempt)
         {
-            return Err(Error::AlreadyExists(format!(
-                "container {} in pod {}",
-                cfg.name, prec.config.name
-            )));
+            return Err(Error::AlreadyExists(what));
         }
         let (image_name, image_rec) = self
             .images
             .resolve(&cfg.image)
             .map_err(|_| Error::NotFound(format!("image {} (pull it first)", cfg.image)))?;
+        let reservation = self.reserve_name(
+            &format!("ctr_{}_{}_{}", prec.id, cfg.name, cfg.attempt),
+            &what,
+        )?;
         let id = state::new_id();
         let cdir = dir.container(&id);
         fs::create_dir_all(&cdir).map_err(io(format!("create {}", cdir.display())))?;
         let r = (|| -> Result<()> {
+            let _creating = creation_marker(&cdir)?;
+            fs::write(&reservation, &id).map_err(io("record the container's name"))?;
             let bundle = cdir.join("bundle");
             self.images
                 .unpack(&image_name, &bundle, false, &mut |_| {})?;
@@ -739,11 +979,13 @@ impl Runtime {
                     created_at: Some(state::now()),
                     ..Default::default()
                 },
-            )
+            )?;
+            fs::remove_file(cdir.join(CREATING)).map_err(io("mark the container as created"))
         })();
         if let Err(e) = r {
             let _ = self.images.unmount(&cdir.join("bundle"));
             let _ = fs::remove_dir_all(&cdir);
+            let _ = fs::remove_file(&reservation);
             return Err(e);
         }
         Ok(id)
@@ -851,9 +1093,13 @@ impl Runtime {
         self.images.unmount(&c.record.bundle)?;
         fs::remove_dir_all(dir.container(&c.record.id))
             .map_err(io("remove the container's directory"))?;
-        if let Some(d) = c.record.log_path.parent() {
+        if c.record.config.log_path.is_some() {
+            // the caller chose the file (the CRI): other attempts share its directory
+            remove_log_file(&c.record.log_path);
+        } else if let Some(d) = c.record.log_path.parent() {
             let _ = fs::remove_dir_all(d);
         }
+        self.release_names(&c.record.id);
         Ok(())
     }
 
@@ -913,7 +1159,9 @@ impl Runtime {
         Ok((code, out.stdout, out.stderr))
     }
 
-    fn exec_command(&self, id: &str, cmd: &[String], tty: bool) -> Result<Command> {
+    /// The `berth exec` command that runs `cmd` in a running container (for callers that wire
+    /// its stdio themselves, as the CRI's streaming server does).
+    pub fn exec_command(&self, id: &str, cmd: &[String], tty: bool) -> Result<Command> {
         let (pod, c) = self.find_container(None, id)?;
         if c.status.state != ContainerState::Running {
             return Err(Error::Precondition(format!(
@@ -934,6 +1182,12 @@ impl Runtime {
         }
         command.arg(&c.record.id).args(cmd);
         Ok(command)
+    }
+
+    /// A TCP connection to `port` on the pod's loopback (port forwarding).
+    pub fn connect_in_pod(&self, pod: &str, port: u16) -> Result<std::net::TcpStream> {
+        let p = self.find_pod(pod)?;
+        netns::connect(&self.pod_dir(&p.id).0, port)
     }
 
     /// A container's resource usage.

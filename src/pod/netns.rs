@@ -26,10 +26,19 @@ pub const KINDS: [(&str, CloneFlags); 3] = [
 pub struct NsSpec {
     /// Share the host's network namespace instead of making one.
     pub host_network: bool,
+    /// Share the host's IPC namespace.
+    pub host_ipc: bool,
     pub hostname: String,
     /// Namespaced sysctls (`net.*` in the network namespace, `kernel.shm*`, `kernel.msg*`,
     /// `kernel.sem`, `fs.mqueue.*` in the IPC namespace).
     pub sysctls: Vec<(String, String)>,
+}
+
+impl NsSpec {
+    /// Does the pod use the host's namespace of this kind?
+    fn shares_host(&self, kind: &str) -> bool {
+        (kind == "net" && self.host_network) || (kind == "ipc" && self.host_ipc)
+    }
 }
 
 /// Is a sysctl one a pod may set (namespaced, so it cannot change the host)?
@@ -45,7 +54,7 @@ pub fn namespaced_sysctl(name: &str, host_network: bool) -> bool {
 /// stays pinned.
 pub fn create(dir: &Path, spec: &NsSpec) -> Result<()> {
     for (name, _) in KINDS {
-        if name == "net" && spec.host_network {
+        if spec.shares_host(name) {
             continue;
         }
         let f = dir.join(name);
@@ -63,9 +72,11 @@ pub fn create(dir: &Path, spec: &NsSpec) -> Result<()> {
 }
 
 fn pin_in_thread(dir: &Path, spec: &NsSpec) -> Result<()> {
-    let mut flags = CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS;
-    if !spec.host_network {
-        flags |= CloneFlags::CLONE_NEWNET;
+    let mut flags = CloneFlags::empty();
+    for (name, flag) in KINDS {
+        if !spec.shares_host(name) {
+            flags |= flag;
+        }
     }
     nix::sched::unshare(flags).map_err(sys("unshare pod namespaces"))?;
     nix::unistd::sethostname(&spec.hostname)
@@ -85,7 +96,7 @@ fn pin_in_thread(dir: &Path, spec: &NsSpec) -> Result<()> {
         fs::write(&p, v).map_err(io(format!("set sysctl {k}={v}")))?;
     }
     for (name, _) in KINDS {
-        if name == "net" && spec.host_network {
+        if spec.shares_host(name) {
             continue;
         }
         let src = format!("/proc/thread-self/ns/{name}");
@@ -141,4 +152,22 @@ pub fn remove(dir: &Path) -> Result<()> {
 pub fn inode(p: &Path) -> Option<u64> {
     use std::os::unix::fs::MetadataExt;
     fs::metadata(p).ok().map(|m| m.ino())
+}
+
+/// Connect to `127.0.0.1:port` inside the pod's network namespace (the host's with
+/// hostNetwork). A short-lived thread joins the namespace; the socket stays in it.
+pub fn connect(dir: &Path, port: u16) -> Result<std::net::TcpStream> {
+    let Some(ns) = path(dir, "net") else {
+        return std::net::TcpStream::connect(("127.0.0.1", port))
+            .map_err(io(format!("connect to port {port}")));
+    };
+    std::thread::spawn(move || -> Result<std::net::TcpStream> {
+        let f = fs::File::open(&ns).map_err(io(format!("open {}", ns.display())))?;
+        nix::sched::setns(&f, CloneFlags::CLONE_NEWNET)
+            .map_err(sys("join the pod's network namespace"))?;
+        std::net::TcpStream::connect(("127.0.0.1", port))
+            .map_err(io(format!("connect to port {port} in the pod")))
+    })
+    .join()
+    .map_err(|_| Error::Invalid("port-forward thread panicked".into()))?
 }
