@@ -83,6 +83,7 @@ bench: build fixtures
 	tests/bench/bench.sh $(RELEASE_BIN)
 	tests/bench/images.sh $(RELEASE_BIN)
 	tests/bench/pods.sh $(RELEASE_BIN)
+	tests/bench/cri.sh $(RELEASE_BIN)
 
 clean:
 	cargo clean

@@ -154,11 +154,13 @@ pub fn main() -> i32 {
         }
     };
     if cli.version {
-        println!(
-            "berth version {}\nspec: {}",
+        // one write, so `berth --version | head -1` does not meet a closed pipe
+        let text = format!(
+            "berth version {}\nspec: {}\n",
             env!("CARGO_PKG_VERSION"),
             berth::oci::state::OCI_VERSION
         );
+        let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
         return 0;
     }
     let Some(command) = cli.command else {

@@ -218,6 +218,13 @@ impl Runtime {
 
     /// A pod by ID (or a unique prefix of one), `namespace/name`, or a name unique among pods.
     pub fn find_pod(&self, key: &str) -> Result<PodRecord> {
+        // an exact ID reads one record, not every pod's
+        if !key.is_empty()
+            && !key.contains('/')
+            && let Ok(r) = read_json::<PodRecord>(&self.pod_dir(key).record())
+        {
+            return Ok(r);
+        }
         let pods = self.list_pods()?;
         if let Some(p) = pods.iter().find(|p| p.id == key) {
             return Ok(p.clone());
@@ -691,6 +698,11 @@ impl Runtime {
     /// The pod's status: its record, its containers and what the monitor recorded.
     pub fn pod_status(&self, key: &str) -> Result<PodStatus> {
         let rec = self.find_pod(key)?;
+        Ok(self.status_of(rec))
+    }
+
+    /// The status of a pod whose record is at hand.
+    fn status_of(&self, rec: PodRecord) -> PodStatus {
         let dir = self.pod_dir(&rec.id);
         let mut containers = Vec::new();
         if let Ok(rd) = fs::read_dir(dir.containers()) {
@@ -711,12 +723,12 @@ impl Runtime {
         let monitor_pid = read_json::<i32>(&dir.monitor_pid())
             .ok()
             .filter(|p| is_monitor(*p, &dir));
-        Ok(PodStatus {
+        PodStatus {
             record: rec,
             containers,
             namespaces,
             monitor_pid,
-        })
+        }
     }
 
     /// Stop every container of the pod (grace period, then SIGKILL) and take down its network;
@@ -833,10 +845,9 @@ impl Runtime {
     pub fn list_containers(&self) -> Result<Vec<(PodRecord, ContainerInfo)>> {
         let mut out = Vec::new();
         for p in self.list_pods()? {
-            if let Ok(st) = self.pod_status(&p.id) {
-                for c in st.containers {
-                    out.push((p.clone(), c));
-                }
+            let st = self.status_of(p);
+            for c in st.containers {
+                out.push((st.record.clone(), c));
             }
         }
         Ok(out)
@@ -848,6 +859,27 @@ impl Runtime {
         pod: Option<&str>,
         key: &str,
     ) -> Result<(PodRecord, ContainerInfo)> {
+        // an exact container ID: find its pod by directory, read only that pod
+        if pod.is_none()
+            && !key.is_empty()
+            && !key.contains('/')
+            && let Ok(rd) = fs::read_dir(self.pods_dir())
+        {
+            for e in rd.flatten() {
+                if e.path()
+                    .join("containers")
+                    .join(key)
+                    .join("container.json")
+                    .exists()
+                    && let Ok(rec) = read_json::<PodRecord>(&e.path().join("pod.json"))
+                {
+                    let st = self.status_of(rec);
+                    if let Some(c) = st.containers.iter().find(|c| c.record.id == key) {
+                        return Ok((st.record.clone(), c.clone()));
+                    }
+                }
+            }
+        }
         let all = match pod {
             Some(p) => {
                 let st = self.pod_status(p)?;

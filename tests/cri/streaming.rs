@@ -208,7 +208,10 @@ fn exec_attach_and_port_forward() {
                 resp.push_str(&String::from_utf8_lossy(&b[1..]));
             }
         }
-        assert!(resp.starts_with("HTTP/1.") && resp.contains(" 200 OK"), "{resp}");
+        assert!(
+            resp.starts_with("HTTP/1.") && resp.contains(" 200 OK"),
+            "{resp}"
+        );
         drop(ws);
 
         // unknown tokens are refused
