@@ -17,6 +17,7 @@ mod convert;
 mod events;
 mod images;
 mod runtime;
+mod spdy;
 pub mod stream;
 
 use std::path::Path;

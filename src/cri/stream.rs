@@ -7,7 +7,7 @@
 //! forwarding uses channel 2i for the data of the i-th port and 2i+1 for its errors; each
 //! starts with the port number (2 bytes, little endian).
 //!
-//! kubelet's SPDY/3.1 transport is not served (see the README).
+//! kubelet's and crictl's default transport, SPDY/3.1, is served too (see [`super::spdy`]).
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -39,7 +39,7 @@ const RESIZE: u8 = 4;
 const CLOSE: u8 = 255;
 
 #[derive(Debug, Clone)]
-enum Pending {
+pub(super) enum Pending {
     Exec(cri::ExecRequest),
     Attach(cri::AttachRequest),
     PortForward { pod: String, ports: Vec<i32> },
@@ -109,21 +109,19 @@ impl Server {
 type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
 
 /// One client: the handshake takes the token from the path, then the session runs.
-async fn session(conn: TcpStream, tokens: Tokens, rt: crate::pod::Runtime) -> Result<()> {
+async fn session(mut conn: TcpStream, tokens: Tokens, rt: crate::pod::Runtime) -> Result<()> {
+    // SPDY clients (kubelet's and crictl's default) upgrade to SPDY/3.1; WebSocket otherwise
+    if let Some(req) = super::spdy::peek_upgrade(&mut conn).await? {
+        let pending = take(&tokens, &req.path);
+        return super::spdy::serve(conn, req, pending, rt).await;
+    }
     let found: Found = Arc::default();
     let f = found.clone();
     // tungstenite's callback type fixes the error type
     #[allow(clippy::result_large_err)]
     let callback = move |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
         let path = req.uri().path();
-        let token = path.rsplit('/').next().unwrap_or("");
-        let pending = tokens
-            .lock()
-            .expect("tokens lock")
-            .remove(token)
-            .filter(|(at, _)| at.elapsed() < TOKEN_TTL)
-            .map(|(_, p)| p);
-        let Some(pending) = pending else {
+        let Some(pending) = take(&tokens, path) else {
             let mut e = ErrorResponse::new(Some(format!("unknown or expired stream {path}")));
             *e.status_mut() = http::StatusCode::NOT_FOUND;
             return Err(e);
@@ -173,8 +171,19 @@ async fn session(conn: TcpStream, tokens: Tokens, rt: crate::pod::Runtime) -> Re
     }
 }
 
+/// The request stored under the token at the end of `path` (each token works once).
+fn take(tokens: &Tokens, path: &str) -> Option<Pending> {
+    let token = path.rsplit('/').next().unwrap_or("");
+    tokens
+        .lock()
+        .expect("tokens lock")
+        .remove(token)
+        .filter(|(at, _)| at.elapsed() < TOKEN_TTL)
+        .map(|(_, p)| p)
+}
+
 /// metav1.Status for the error channel.
-fn exit_status(code: Option<i32>, err: Option<String>) -> Vec<u8> {
+pub(super) fn exit_status(code: Option<i32>, err: Option<String>) -> Vec<u8> {
     let v = match (code, err) {
         (_, Some(e)) => {
             serde_json::json!({"metadata": {}, "status": "Failure", "message": e, "reason": "InternalError"})
@@ -193,7 +202,7 @@ fn exit_status(code: Option<i32>, err: Option<String>) -> Vec<u8> {
     out
 }
 
-fn frame(channel: u8, data: &[u8]) -> Message {
+pub(super) fn frame(channel: u8, data: &[u8]) -> Message {
     let mut v = Vec::with_capacity(data.len() + 1);
     v.push(channel);
     v.extend_from_slice(data);
@@ -232,16 +241,28 @@ fn split(
 }
 
 async fn exec(ws: Ws, r: cri::ExecRequest, rt: crate::pod::Runtime) -> Result<()> {
-    let (out, mut input, writer) = split(ws);
+    let (out, input, writer) = split(ws);
+    run_exec(out, input, r, rt).await;
+    let _ = writer.await;
+    Ok(())
+}
+
+/// Run an exec session over channel frames (`[channel, data...]`), whatever carries them:
+/// the process's output goes to `out`, the client's input comes from `input`; the last frame
+/// sent is the error channel's status.
+pub(super) async fn run_exec(
+    out: mpsc::Sender<Message>,
+    mut input: mpsc::Receiver<Vec<u8>>,
+    r: cri::ExecRequest,
+    rt: crate::pod::Runtime,
+) {
     let cmd = match rt.exec_command(&r.container_id, &r.cmd, r.tty) {
         Ok(c) => c,
         Err(e) => {
             let _ = out
                 .send(Message::binary(exit_status(None, Some(e.to_string()))))
                 .await;
-            drop(out);
-            let _ = writer.await;
-            return Ok(());
+            return;
         }
     };
     let code = if r.tty {
@@ -254,9 +275,6 @@ async fn exec(ws: Ws, r: cri::ExecRequest, rt: crate::pod::Runtime) -> Result<()
         Err(e) => exit_status(None, Some(format!("{e:#}"))),
     };
     let _ = out.send(Message::binary(msg)).await;
-    drop(out);
-    let _ = writer.await;
-    Ok(())
 }
 
 async fn exec_pipes(
@@ -408,7 +426,19 @@ impl Write for ChannelWriter {
 
 /// Attach: the container's output from now on, until it exits or the client leaves.
 async fn attach(ws: Ws, r: cri::AttachRequest, rt: crate::pod::Runtime) -> Result<()> {
-    let (out, mut input, writer) = split(ws);
+    let (out, input, writer) = split(ws);
+    run_attach(out, input, r, rt).await;
+    let _ = writer.await;
+    Ok(())
+}
+
+/// An attach session over channel frames (see [`run_exec`]).
+pub(super) async fn run_attach(
+    out: mpsc::Sender<Message>,
+    mut input: mpsc::Receiver<Vec<u8>>,
+    r: cri::AttachRequest,
+    rt: crate::pod::Runtime,
+) {
     let o = out.clone();
     let id = r.container_id.clone();
     let follow = tokio::task::spawn_blocking(move || {
@@ -435,9 +465,6 @@ async fn attach(ws: Ws, r: cri::AttachRequest, rt: crate::pod::Runtime) -> Resul
         Err(e) => exit_status(None, Some(e.to_string())),
     };
     let _ = out.send(Message::binary(msg)).await;
-    drop(out);
-    let _ = writer.await;
-    Ok(())
 }
 
 async fn port_forward(ws: Ws, pod: String, ports: Vec<u16>, rt: crate::pod::Runtime) -> Result<()> {

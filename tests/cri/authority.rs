@@ -91,24 +91,7 @@ fn a_socket_path_as_authority_is_accepted() {
 #[test]
 fn a_go_grpc_client_dialing_the_socket_path_is_served() {
     let d = Daemon::start("cri-goclient");
-    let top = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let bin = top.join("target/cri-goclient");
-    let cache = top.join("target/go-cache");
-    let out = std::process::Command::new("go")
-        .args(["build", "-o"])
-        .arg(&bin)
-        .arg(top.join("tests/cri/goclient/main.go"))
-        .env("GOPATH", "/usr/share/gocode")
-        .env("GO111MODULE", "off")
-        .env("GOFLAGS", "")
-        .env("GOCACHE", &cache)
-        .output()
-        .expect("run go (golang-go, installed by make setup)");
-    assert!(
-        out.status.success(),
-        "go build: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let bin = super::daemon::go_binary("goclient");
     let out = std::process::Command::new(&bin)
         .arg(&d.socket)
         .output()

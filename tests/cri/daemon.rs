@@ -279,3 +279,26 @@ pub async fn wait_state(d: &Daemon, id: &str, state: cri::ContainerState) -> cri
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Build a Go test client of `tests/cri/<dir>/main.go` with Debian's golang packages (GOPATH
+/// mode, offline) and return its path.
+pub fn go_binary(dir: &str) -> PathBuf {
+    let top = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let bin = top.join(format!("target/cri-{dir}"));
+    let out = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&bin)
+        .arg(top.join(format!("tests/cri/{dir}/main.go")))
+        .env("GOPATH", "/usr/share/gocode")
+        .env("GO111MODULE", "off")
+        .env("GOFLAGS", "")
+        .env("GOCACHE", top.join("target/go-cache"))
+        .output()
+        .expect("run go (golang-go, installed by make setup)");
+    assert!(
+        out.status.success(),
+        "go build {dir}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    bin
+}

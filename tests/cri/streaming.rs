@@ -214,6 +214,70 @@ fn exec_attach_and_port_forward() {
         );
         drop(ws);
 
+        // the same through SPDY/3.1, kubelet's and crictl's default transport, with a real
+        // SPDY client (Debian's docker/spdystream, which client-go builds on)
+        let gospdy = super::daemon::go_binary("gospdy");
+        let url = rt
+            .exec(cri::ExecRequest {
+                container_id: id.clone(),
+                cmd: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "read x; echo got $x; echo err >&2; exit 6".into(),
+                ],
+                stdin: true,
+                stdout: true,
+                stderr: true,
+                tty: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+        let out = tokio::process::Command::new(&gospdy)
+            .args(["exec", &url])
+            .output()
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            text.starts_with("OUT:got hello\n|ERR:err\n|STATUS:{"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\"NonZeroExitCode\"") && text.contains("\"message\":\"6\""),
+            "{text}"
+        );
+        let url = rt
+            .port_forward(cri::PortForwardRequest {
+                pod_sandbox_id: pod.clone(),
+                port: vec![8080],
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+        let out = tokio::process::Command::new(&gospdy)
+            .args(["pf", &url, "8080"])
+            .output()
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            text.contains(" 200 OK") && text.contains("served"),
+            "{text}"
+        );
+
         // unknown tokens are refused
         let bad = url.rsplit_once('/').unwrap().0.to_string() + "/nosuchtoken";
         let req = bad
