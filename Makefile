@@ -11,7 +11,7 @@ ROOTFS := rootfs-fixtures/build/busybox
 IMAGES := rootfs-fixtures/build/images
 DEBIAN_PACKAGES := busybox-static libseccomp-dev pkg-config runc crun hyperfine jq qemu-system-x86 cpio procps iproute2 util-linux time binutils podman conmon catatonit containerd \
 	docker-registry umoci skopeo apache2-utils zstd attr openssl musl-tools containernetworking-plugins iptables \
-	protobuf-compiler golang-go golang-google-grpc-dev
+	protobuf-compiler golang-go golang-google-grpc-dev golang-github-docker-spdystream-dev
 
 .PHONY: all setup build fixtures demo test lint unit-and-integration test-clients test-fuzz fuzz test-cgroupv2 bench clean
 
