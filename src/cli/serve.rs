@@ -42,9 +42,7 @@ pub fn main(args: &[String], root: &Path, data_root: &Path) -> Result<i32> {
         cfg.stream_address = a;
     }
     berth::cri::Config::parse(&toml_of(&cfg))?; // the flags get the file's checks too
-    berth::cri::serve(cfg, |socket| {
-        eprintln!("berth serve: listening on unix://{}", socket.display());
-    })?;
+    berth::cri::serve(cfg, |_| {})?;
     Ok(0)
 }
 

@@ -22,7 +22,10 @@ pub fn status(e: pod::Error) -> Status {
             Status::invalid_argument(msg)
         }
         E::Timeout(_) => Status::deadline_exceeded(msg),
-        _ => Status::internal(msg),
+        _ => {
+            super::log(super::Level::Error, &msg);
+            Status::internal(msg)
+        }
     }
 }
 

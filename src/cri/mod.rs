@@ -38,12 +38,43 @@ pub(crate) struct Shared {
     pub stream: stream::Server,
 }
 
+/// Log levels of the config's `log_level`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Level {
+    Error = 1,
+    Warn = 2,
+    Info = 3,
+    Debug = 4,
+}
+
+static LEVEL: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(3);
+
+/// A line on stderr when `level` is within the configured log level.
+pub(crate) fn log(level: Level, msg: &str) {
+    if level as u8 <= LEVEL.load(std::sync::atomic::Ordering::Relaxed) {
+        eprintln!(
+            "berth serve: {}: {msg}",
+            format!("{level:?}").to_lowercase()
+        );
+    }
+}
+
 /// Run the daemon until SIGTERM or SIGINT. `ready` is called once the socket accepts.
 pub fn serve(cfg: Config, ready: impl FnOnce(&Path) + Send + 'static) -> Result<()> {
+    let level = match cfg.log_level.as_str() {
+        "error" => Level::Error,
+        "warn" => Level::Warn,
+        "debug" => Level::Debug,
+        _ => Level::Info,
+    };
+    LEVEL.store(level as u8, std::sync::atomic::Ordering::Relaxed);
     let socket = cfg.socket_path()?;
     let rt = crate::pod::Runtime::new(cfg.options());
     for what in rt.recover() {
-        eprintln!("berth serve: rolled back the unfinished creation of {what}");
+        log(
+            Level::Warn,
+            &format!("rolled back the unfinished creation of {what}"),
+        );
     }
     let tokio_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -84,7 +115,21 @@ pub fn serve(cfg: Config, ready: impl FnOnce(&Path) + Send + 'static) -> Result<
                 _ = tokio::signal::ctrl_c() => {}
             }
         };
+        log(
+            Level::Info,
+            &format!(
+                "serving CRI v1 on unix://{}, streaming on {}",
+                socket.display(),
+                shared.stream.address()
+            ),
+        );
         let r = tonic::transport::Server::builder()
+            .layer(tower::ServiceBuilder::new().map_request(
+                |req: http::Request<tonic::body::Body>| {
+                    log(Level::Debug, &format!("rpc {}", req.uri().path()));
+                    req
+                },
+            ))
             .add_service(RuntimeServiceServer::new(runtime::Service(shared.clone())))
             .add_service(ImageServiceServer::new(images::Service(shared.clone())))
             .serve_with_incoming_shutdown(incoming, shutdown)
@@ -103,7 +148,7 @@ async fn accept_loop(
         let conn = match listener.accept().await {
             Ok((c, _)) => c,
             Err(e) => {
-                eprintln!("berth serve: accept: {e}");
+                log(Level::Error, &format!("accept: {e}"));
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 continue;
             }

@@ -73,7 +73,7 @@ impl Server {
                 let (t, rt) = (t.clone(), rt.clone());
                 tokio::spawn(async move {
                     if let Err(e) = session(conn, t, rt).await {
-                        eprintln!("berth serve: stream: {e:#}");
+                        super::log(super::Level::Warn, &format!("stream: {e:#}"));
                     }
                 });
             }

@@ -11,7 +11,7 @@ use super::env::{exists, ns, running};
 
 #[test]
 fn version_status_and_runtime_config() {
-    let d = Daemon::start("cri-version");
+    let d = Daemon::start_with("cri-version", "log_level = \"debug\"");
     block_on(async {
         let mut rt = d.rt().await;
         let v = rt
@@ -58,6 +58,13 @@ fn version_status_and_runtime_config() {
         assert_eq!(e.code(), tonic::Code::Unimplemented);
         assert!(e.message().contains("CRIU"), "{e}");
     });
+    // log_level = "debug": every RPC is logged
+    let log = d.log();
+    assert!(log.contains("info: serving CRI v1 on unix://"), "{log}");
+    assert!(
+        log.contains("debug: rpc /runtime.v1.RuntimeService/Version"),
+        "{log}"
+    );
 }
 
 #[test]
