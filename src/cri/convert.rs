@@ -96,9 +96,17 @@ pub fn pod_config(c: &cri::PodSandboxConfig) -> Result<pod::PodConfig, Status> {
                 ))
             })
         };
+        let (container_port, host_port) = (
+            port(m.container_port, "container_port")?,
+            port(m.host_port, "host_port")?,
+        );
+        // kubelet lists every containerPort; only those with a hostPort are mapped
+        if host_port == 0 {
+            continue;
+        }
         p.port_mappings.push(pod::PortMapping {
-            container_port: port(m.container_port, "container_port")?,
-            host_port: port(m.host_port, "host_port")?,
+            container_port,
+            host_port,
             protocol: match cri::Protocol::try_from(m.protocol) {
                 Ok(cri::Protocol::Tcp) => "tcp",
                 Ok(cri::Protocol::Udp) => "udp",

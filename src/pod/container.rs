@@ -317,8 +317,11 @@ pub fn configure(
 /// The PID of a running container of the pod, by name or ID.
 fn target_pid(dir: &PodDir, target: &str) -> Option<i32> {
     for e in std::fs::read_dir(dir.containers()).ok()?.flatten() {
-        let rec: ContainerRecord =
-            super::state::read_json(&e.path().join("container.json")).ok()?;
+        // a container being created (this one among them) has no record yet
+        let Ok(rec) = super::state::read_json::<ContainerRecord>(&e.path().join("container.json"))
+        else {
+            continue;
+        };
         if rec.id == target || rec.config.name == target {
             let st: super::state::ContainerStatus =
                 super::state::read_json(&e.path().join("status.json")).ok()?;

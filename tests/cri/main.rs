@@ -21,4 +21,5 @@ mod failures;
 mod images;
 mod lifecycle;
 mod restart;
+mod security;
 mod streaming;
