@@ -320,12 +320,6 @@ pub fn container_config(
     if image.is_empty() {
         return Err(Status::invalid_argument("config.image.image: empty"));
     }
-    if c.tty || c.stdin {
-        return Err(Status::invalid_argument(format!(
-            "config.{}: containers with a terminal or stdin are not supported yet (use exec -t)",
-            if c.tty { "tty" } else { "stdin" }
-        )));
-    }
     if !c.cdi_devices.is_empty() {
         return Err(Status::invalid_argument(
             "config.cdi_devices: CDI devices are not supported",
@@ -347,6 +341,9 @@ pub fn container_config(
         labels: btree(&c.labels),
         annotations: btree(&c.annotations),
         log_path: (!c.log_path.is_empty()).then(|| log_dir.join(&c.log_path)),
+        tty: c.tty,
+        stdin: c.stdin,
+        stdin_once: c.stdin_once,
         ..Default::default()
     };
     for (i, m) in c.mounts.iter().enumerate() {

@@ -409,22 +409,7 @@ async fn exec_tty(
         .unwrap_or(128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)))
 }
 
-/// A writer that sends what it is given as stdout frames (for following logs).
-struct ChannelWriter(mpsc::Sender<Message>);
-
-impl Write for ChannelWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .blocking_send(frame(STDOUT, buf))
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))?;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Attach: the container's output from now on, until it exits or the client leaves.
+/// Attach over a WebSocket.
 async fn attach(ws: Ws, r: cri::AttachRequest, rt: crate::pod::Runtime) -> Result<()> {
     let (out, input, writer) = split(ws);
     run_attach(out, input, r, rt).await;
@@ -432,39 +417,100 @@ async fn attach(ws: Ws, r: cri::AttachRequest, rt: crate::pod::Runtime) -> Resul
     Ok(())
 }
 
-/// An attach session over channel frames (see [`run_exec`]).
+/// An attach session over channel frames (see [`run_exec`]): the container's streams as its
+/// pod monitor serves them (output from now on; stdin and terminal size when it has them).
 pub(super) async fn run_attach(
     out: mpsc::Sender<Message>,
     mut input: mpsc::Receiver<Vec<u8>>,
     r: cri::AttachRequest,
     rt: crate::pod::Runtime,
 ) {
-    let o = out.clone();
     let id = r.container_id.clone();
-    let follow = tokio::task::spawn_blocking(move || {
-        let q = crate::pod::logs::LogQuery {
-            since: Some(std::time::SystemTime::now()),
-            tail: None,
-            timestamps: false,
-        };
-        rt.logs(&id, &q, true, &mut ChannelWriter(o))
-    });
-    tokio::pin!(follow);
-    let r = loop {
-        tokio::select! {
-            r = &mut follow => break r,
-            m = input.recv() => if m.is_none() {
-                // the client left: the follower stops at its next write
-                break Ok(Ok(()));
-            },
+    let conn = match tokio::task::spawn_blocking(move || rt.attach(&id)).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            let _ = out
+                .send(Message::binary(exit_status(None, Some(e.to_string()))))
+                .await;
+            return;
+        }
+        Err(e) => {
+            let _ = out
+                .send(Message::binary(exit_status(None, Some(e.to_string()))))
+                .await;
+            return;
         }
     };
-    let msg = match r {
-        Ok(Ok(())) => exit_status(Some(0), None),
-        Ok(Err(e)) => exit_status(None, Some(e.to_string())),
-        Err(e) => exit_status(None, Some(e.to_string())),
+    let Ok(conn) = conn
+        .set_nonblocking(true)
+        .and_then(|_| tokio::net::UnixStream::from_std(conn))
+    else {
+        let _ = out
+            .send(Message::binary(exit_status(
+                None,
+                Some("attach socket".into()),
+            )))
+            .await;
+        return;
     };
-    let _ = out.send(Message::binary(msg)).await;
+    let (mut rd, mut wr) = conn.into_split();
+    let o = out.clone();
+    let (want_out, want_err) = (r.stdout, r.stderr);
+    let from_container = async move {
+        let mut h = [0u8; 5];
+        while rd.read_exact(&mut h).await.is_ok() {
+            let mut payload = vec![0u8; u32::from_be_bytes([h[1], h[2], h[3], h[4]]) as usize];
+            if rd.read_exact(&mut payload).await.is_err() {
+                break;
+            }
+            let wanted = (h[0] == STDOUT && want_out) || (h[0] == STDERR && want_err);
+            if wanted && o.send(frame(h[0], &payload)).await.is_err() {
+                break;
+            }
+        }
+    };
+    let stdin = r.stdin;
+    let to_container = async move {
+        let msg = |kind: u8, payload: &[u8]| {
+            let mut v = vec![kind];
+            v.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+            v.extend_from_slice(payload);
+            v
+        };
+        while let Some(m) = input.recv().await {
+            let Some((&ch, data)) = m.split_first() else {
+                continue;
+            };
+            let frame = match ch {
+                STDIN if stdin => msg(0, data),
+                CLOSE if data.first() == Some(&STDIN) => msg(1, &[]),
+                RESIZE => {
+                    #[derive(serde::Deserialize)]
+                    #[serde(rename_all = "PascalCase")]
+                    struct Size {
+                        width: u16,
+                        height: u16,
+                    }
+                    let Ok(s) = serde_json::from_slice::<Size>(data) else {
+                        continue;
+                    };
+                    let mut p = s.height.to_be_bytes().to_vec();
+                    p.extend_from_slice(&s.width.to_be_bytes());
+                    msg(2, &p)
+                }
+                _ => continue,
+            };
+            if wr.write_all(&frame).await.is_err() {
+                break;
+            }
+        }
+    };
+    // the session ends when the container exits or the client leaves
+    tokio::select! {
+        _ = from_container => {}
+        _ = to_container => {}
+    }
+    let _ = out.send(Message::binary(exit_status(Some(0), None))).await;
 }
 
 async fn port_forward(ws: Ws, pod: String, ports: Vec<u16>, rt: crate::pod::Runtime) -> Result<()> {

@@ -130,6 +130,9 @@ pub struct ContainerConfig {
     pub log_path: Option<PathBuf>,
     pub tty: bool,
     pub stdin: bool,
+    /// Close the container's stdin when the first attached client ends its input.
+    #[serde(default)]
+    pub stdin_once: bool,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
     /// Runs to completion, in order, before the app containers start.

@@ -167,7 +167,8 @@ pub fn configure(
     p["capabilities"] = json!({"bounding": caps, "effective": caps, "permitted": caps});
     p["noNewPrivileges"] =
         json!(!cfg.security.allow_privilege_escalation && !cfg.security.privileged);
-    p["terminal"] = json!(false);
+    // a terminal's master goes to the pod monitor, which serves attach
+    p["terminal"] = json!(cfg.tty);
     spec["root"]["readonly"] = json!(cfg.security.readonly_rootfs);
     // the UTS namespace is the pod's: its hostname is set there
     if let Some(o) = spec.as_object_mut() {

@@ -1216,6 +1216,45 @@ impl Runtime {
         Ok(command)
     }
 
+    /// Attach to a running container's streams through its pod's monitor. The connection
+    /// then carries frames `[kind u8][len u32 BE][payload]`: 1 stdout and 2 stderr from the
+    /// container; 0 stdin data, 1 end of stdin, 2 terminal size (rows, cols: u16 BE) to it.
+    pub fn attach(&self, id: &str) -> Result<std::os::unix::net::UnixStream> {
+        use std::io::{Read, Write};
+        let (pod, c) = self.find_container(None, id)?;
+        if c.status.state != ContainerState::Running {
+            return Err(Error::Precondition(format!(
+                "container {} is not running",
+                c.record.config.name
+            )));
+        }
+        let sock = self.pod_dir(&pod.id).socket();
+        let mut s = std::os::unix::net::UnixStream::connect(&sock)
+            .map_err(io(format!("connect to pod monitor {}", sock.display())))?;
+        let mut req = serde_json::to_vec(&Request::Attach {
+            id: c.record.id.clone(),
+        })
+        .expect("requests serialise");
+        req.push(b'\n');
+        s.write_all(&req).map_err(io("send to pod monitor"))?;
+        // the answer line, byte by byte: the frames that follow are the caller's
+        let mut line = Vec::new();
+        let mut b = [0u8; 1];
+        while line.last() != Some(&b'\n') {
+            match s.read(&mut b).map_err(io("read pod monitor's answer"))? {
+                0 => break,
+                _ => line.push(b[0]),
+            }
+        }
+        match serde_json::from_slice::<Response>(&line) {
+            Ok(Response::Ok) => Ok(s),
+            Ok(Response::Error { message }) => Err(Error::Precondition(message)),
+            other => Err(Error::Invalid(format!(
+                "pod monitor answered {other:?} to attach"
+            ))),
+        }
+    }
+
     /// A TCP connection to `port` on the pod's loopback (port forwarding).
     pub fn connect_in_pod(&self, pod: &str, port: u16) -> Result<std::net::TcpStream> {
         let p = self.find_pod(pod)?;

@@ -69,6 +69,12 @@ pub enum Request {
     ReopenLog {
         id: String,
     },
+    /// Attach to a running container: after the `Ok` answer the connection carries frames
+    /// (`[kind u8][len u32 BE][payload]`): from the monitor 1 stdout / 2 stderr output; to it
+    /// 0 stdin data, 1 end of stdin, 2 terminal size (rows u16 BE, cols u16 BE).
+    Attach {
+        id: String,
+    },
     Ping,
     /// Kill the pause process and exit.
     Shutdown,
@@ -124,6 +130,10 @@ struct Ctr {
     rec: ContainerRecord,
     status: ContainerStatus,
     pipes: Vec<Pipe>,
+    /// The container's stdin (a pipe's write end, or the terminal's master), if it has one.
+    input: Option<OwnedFd>,
+    /// The terminal's master, for window sizes.
+    tty: Option<OwnedFd>,
     log: Option<LogWriter>,
     stopping: bool,
     kill_at: Option<Instant>,
@@ -149,6 +159,15 @@ struct Monitor {
     apps: Vec<String>,
     phase: Phase,
     shutdown: bool,
+    /// Clients attached to containers' streams.
+    attached: Vec<Attached>,
+}
+
+/// A client attached to a container (see [`Request::Attach`]).
+struct Attached {
+    id: String,
+    conn: UnixStream,
+    buf: Vec<u8>,
 }
 
 /// For programs that embed berth and name themselves as [`super::Options::berth_binary`]:
@@ -176,7 +195,11 @@ pub fn main(dir: &Path) -> ! {
 }
 
 fn run(dir: &Path) -> Result<()> {
-    let dir = PodDir(dir.to_path_buf());
+    // absolute: the monitor works in the pod's directory (see below)
+    let dir = PodDir(std::path::absolute(dir).map_err(|e| Error::Io {
+        step: format!("resolve {}", dir.display()),
+        err: e,
+    })?);
     let pod: PodRecord = read_json(&dir.record())?;
     // daemonize: the process berth started exits at once (its starter reaps it) and the
     // monitor goes on in a new session, a child of no berth command
@@ -188,6 +211,12 @@ fn run(dir: &Path) -> Result<()> {
         crate::linux::sys::Forked::Child => {}
     }
     nix::unistd::setsid().ok();
+    // console sockets are bound relative to the pod's directory (a socket path has at most
+    // 107 bytes; the pod's may be longer)
+    std::env::set_current_dir(&dir.0).map_err(|e| Error::Io {
+        step: format!("chdir to {}", dir.0.display()),
+        err: e,
+    })?;
     nix::sys::prctl::set_child_subreaper(true)
         .map_err(super::error::sys("become a child subreaper"))?;
     let _ = nix::sys::prctl::set_name(c"berth-monitor");
@@ -221,6 +250,7 @@ fn run(dir: &Path) -> Result<()> {
         apps: Vec::new(),
         phase: Phase::Idle,
         shutdown: false,
+        attached: Vec::new(),
     };
     if m.pod.config.share_pid {
         m.start_pause()?;
@@ -270,6 +300,8 @@ impl Monitor {
                     rec,
                     status,
                     pipes: Vec::new(),
+                    input: None,
+                    tty: None,
                     log: None,
                     stopping: false,
                     kill_at: None,
@@ -337,6 +369,10 @@ impl Monitor {
                     owners.push((id.clone(), std::os::fd::AsRawFd::as_raw_fd(&p.fd)));
                 }
             }
+            let first_attached = pfds.len();
+            for a in &self.attached {
+                pfds.push(PollFd::new(a.conn.as_fd(), PollFlags::POLLIN));
+            }
             match poll(&mut pfds, timeout) {
                 Ok(_) => {}
                 Err(nix::errno::Errno::EINTR) => continue,
@@ -357,6 +393,12 @@ impl Monitor {
             for (k, (id, fd)) in owners.iter().enumerate() {
                 if ready[2 + k] {
                     self.drain(id, *fd);
+                }
+            }
+            let n_attached = ready.len() - first_attached;
+            for k in (0..n_attached).rev() {
+                if ready[first_attached + k] && k < self.attached.len() {
+                    self.attach_input(k);
                 }
             }
             if ready[1] {
@@ -397,6 +439,29 @@ impl Monitor {
             return;
         }
         let resp = match serde_json::from_str::<Request>(&line) {
+            Ok(Request::Attach { id }) => match self.ctrs.get(&id) {
+                Some(c) if c.status.state == ContainerState::Running => {
+                    let mut out = serde_json::to_vec(&Response::Ok).expect("responses serialise");
+                    out.push(b'\n');
+                    if (&conn).write_all(&out).is_ok() {
+                        // writes to a stuck client give up after a while (it is then dropped)
+                        conn.set_write_timeout(Some(Duration::from_secs(2))).ok();
+                        conn.set_nonblocking(true).ok();
+                        self.attached.push(Attached {
+                            id,
+                            conn,
+                            buf: Vec::new(),
+                        });
+                    }
+                    return;
+                }
+                Some(_) => Response::Error {
+                    message: format!("container {id} is not running"),
+                },
+                None => Response::Error {
+                    message: format!("container {id} not found"),
+                },
+            },
             Ok(req) => self.apply(req),
             Err(e) => Response::Error {
                 message: format!("bad request: {e}"),
@@ -411,6 +476,9 @@ impl Monitor {
 
     fn apply(&mut self, req: Request) -> Response {
         match req {
+            Request::Attach { .. } => Response::Error {
+                message: "attach is answered by the connection handler".into(),
+            },
             Request::Ping => Response::Pong {
                 pid: std::process::id() as i32,
                 pause: self.pause,
@@ -503,12 +571,34 @@ impl Monitor {
         let log_path = attempt_log(&rec.log_path, attempt);
         let log = LogWriter::open(&log_path, super::logs::MAX_SIZE)?;
         let oom_before = super::cgroup::oom_kills(&rec.cgroup);
-        let (out_r, out_w) =
+        let (mut out_r, out_w) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(super::error::sys("pipe"))?;
         let (err_r, err_w) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(super::error::sys("pipe"))?;
         let (res_r, res_w) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(super::error::sys("pipe"))?;
+        // stdin: a pipe the monitor writes (attach), or the terminal the runtime makes and
+        // sends to a console socket
+        let stdin_pipe = if rec.config.stdin && !rec.config.tty {
+            Some(
+                nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                    .map_err(super::error::sys("pipe"))?,
+            )
+        } else {
+            None
+        };
+        let console = if rec.config.tty {
+            let path = Path::new("containers").join(id).join("console.sock");
+            let _ = fs::remove_file(&path);
+            let l = UnixListener::bind(&path).map_err(|e| Error::Io {
+                step: format!("listen on {}", path.display()),
+                err: e,
+            })?;
+            l.set_nonblocking(true).ok();
+            Some((l, path))
+        } else {
+            None
+        };
         let oci_root = self.dir.oci_root();
         let worker = match crate::linux::sys::fork_with_flags(0, None).map_err(|e| Error::Io {
             step: "fork container worker".into(),
@@ -516,9 +606,15 @@ impl Monitor {
         })? {
             crate::linux::sys::Forked::Child => {
                 // the worker: stdio to the pipes, OCI create + start, report, exit
-                let null = fs::OpenOptions::new().read(true).open("/dev/null");
-                if let Ok(n) = &null {
-                    let _ = nix::unistd::dup2_stdin(n);
+                match &stdin_pipe {
+                    Some((r, _)) => {
+                        let _ = nix::unistd::dup2_stdin(r);
+                    }
+                    None => {
+                        if let Ok(n) = fs::OpenOptions::new().read(true).open("/dev/null") {
+                            let _ = nix::unistd::dup2_stdin(&n);
+                        }
+                    }
                 }
                 let _ = nix::unistd::dup2_stdout(&out_w);
                 let _ = nix::unistd::dup2_stderr(&err_w);
@@ -526,6 +622,7 @@ impl Monitor {
                 let _ = rt.delete(id, true);
                 let opts = crate::oci::CreateOptions {
                     bundle: rec.bundle.clone(),
+                    console_socket: console.as_ref().map(|(_, p)| p.clone()),
                     ..Default::default()
                 };
                 let r = rt
@@ -552,6 +649,17 @@ impl Monitor {
         let mut msg = String::new();
         let _ = fs::File::from(res_r).read_to_string(&mut msg);
         let _ = waitpid(Pid::from_raw(worker), None);
+        let input = stdin_pipe.map(|(_, w)| w);
+        // the terminal's master came to the console socket during the create
+        let master: Option<OwnedFd> = console.and_then(|(l, path)| {
+            let m = l
+                .accept()
+                .ok()
+                .and_then(|(c, _)| crate::linux::channel::recv_fd(c.as_fd()).ok())
+                .map(|(fd, _)| fd);
+            let _ = fs::remove_file(path);
+            m
+        });
         let now = super::state::now();
         let mut status = ContainerStatus {
             restart_count: attempt,
@@ -583,7 +691,24 @@ impl Monitor {
             }
         };
         write_json(&cdir.join("status.json"), &status)?;
-        let pipes = if result.is_ok() {
+        let master_copies = master
+            .as_ref()
+            .and_then(|m| Some((m.try_clone().ok()?, m.try_clone().ok()?)));
+        let (input, tty) = match (master, master_copies) {
+            (Some(m), Some((i, t))) => {
+                // with a terminal the master carries the output (as stdout) and the input
+                out_r = m;
+                (Some(i), Some(t))
+            }
+            _ => (input, None),
+        };
+        let pipes = if result.is_ok() && tty.is_some() {
+            vec![Pipe {
+                fd: out_r,
+                stream: "stdout",
+                split: LineSplitter::default(),
+            }]
+        } else if result.is_ok() {
             vec![
                 Pipe {
                     fd: out_r,
@@ -606,6 +731,8 @@ impl Monitor {
                 rec,
                 status,
                 pipes,
+                input,
+                tty,
                 log: Some(log),
                 stopping: false,
                 kill_at: None,
@@ -644,6 +771,84 @@ impl Monitor {
             pipes.remove(i);
         } else {
             p.split.feed(&buf[..n], &mut emit);
+            self.forward(id, stream, &buf[..n]);
+        }
+    }
+
+    /// Send a container's output to the clients attached to it (a client that cannot take
+    /// it within the write timeout is dropped).
+    fn forward(&mut self, id: &str, stream: &str, data: &[u8]) {
+        if !self.attached.iter().any(|a| a.id == id) {
+            return;
+        }
+        let mut frame = Vec::with_capacity(data.len() + 5);
+        frame.push(if stream == "stderr" { 2 } else { 1 });
+        frame.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        frame.extend_from_slice(data);
+        self.attached.retain(|a| {
+            if a.id != id {
+                return true;
+            }
+            a.conn.set_nonblocking(false).ok();
+            let ok = (&a.conn).write_all(&frame).is_ok();
+            a.conn.set_nonblocking(true).ok();
+            ok
+        });
+    }
+
+    /// Frames from attached client `k`: stdin, end of stdin, terminal size.
+    fn attach_input(&mut self, k: usize) {
+        let mut buf = [0u8; 32 * 1024];
+        let gone = match (&self.attached[k].conn).read(&mut buf) {
+            Ok(0) => true,
+            Ok(n) => {
+                self.attached[k].buf.extend_from_slice(&buf[..n]);
+                false
+            }
+            Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+        };
+        let id = self.attached[k].id.clone();
+        loop {
+            let b = &self.attached[k].buf;
+            if b.len() < 5 {
+                break;
+            }
+            let len = u32::from_be_bytes([b[1], b[2], b[3], b[4]]) as usize;
+            if b.len() < 5 + len {
+                break;
+            }
+            let frame: Vec<u8> = self.attached[k].buf.drain(..5 + len).collect();
+            let (kind, payload) = (frame[0], &frame[5..]);
+            let Some(c) = self.ctrs.get_mut(&id) else {
+                break;
+            };
+            match kind {
+                0 => {
+                    if let Some(fd) = &c.input {
+                        // a container that does not read its stdin: what does not fit is dropped
+                        let _ = nix::unistd::write(fd, payload);
+                    }
+                }
+                // end of the client's stdin ends the container's only with stdinOnce
+                1 if c.rec.config.stdin_once => c.input = None,
+                2 if payload.len() == 4 => {
+                    if let Some(t) = &c.tty {
+                        let rows = u16::from_be_bytes([payload[0], payload[1]]);
+                        let cols = u16::from_be_bytes([payload[2], payload[3]]);
+                        let _ = crate::linux::sys::set_window_size(t.as_fd(), rows, cols);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if gone {
+            self.attached.remove(k);
+            // stdinOnce: the container's stdin ends with the first attached client
+            if let Some(c) = self.ctrs.get_mut(&id)
+                && c.rec.config.stdin_once
+            {
+                c.input = None;
+            }
         }
     }
 
@@ -714,6 +919,7 @@ impl Monitor {
                                 l.record(stream, p, t)
                             }
                         });
+                        self.forward(&id, stream, &buf[..n]);
                         any = true;
                     }
                     // a process that outlives the init may hold the pipe open: keep it, non-blocking
@@ -724,7 +930,11 @@ impl Monitor {
                 break;
             }
         }
+        // attached clients see the stream end; stdin and terminal go with the container
+        self.attached.retain(|a| a.id != id);
         let c = self.ctrs.get_mut(&id).expect("present");
+        c.input = None;
+        c.tty = None;
         let oom = super::cgroup::oom_kills(&c.rec.cgroup) > c.oom_before;
         c.status.state = ContainerState::Exited;
         c.status.exit_code = Some(code);

@@ -198,12 +198,14 @@ fn unknown_ids_bad_configs_and_wrong_states() {
             Code::NotFound,
             "nosuch/image",
         );
-        let mut tty = container("t", &image_ref, &["sh"]);
-        tty.tty = true;
+        let mut cdi = container("t", &image_ref, &["sh"]);
+        cdi.cdi_devices = vec![cri::CdiDevice {
+            name: "vendor.com/gpu=0".into(),
+        }];
         code(
-            rt.create_container(create(tty)).await,
+            rt.create_container(create(cdi)).await,
             Code::InvalidArgument,
-            "config.tty",
+            "config.cdi_devices",
         );
         let mut bad_mount = container("m", &image_ref, &["true"]);
         bad_mount.mounts = vec![cri::Mount {

@@ -278,6 +278,88 @@ fn exec_attach_and_port_forward() {
             "{text}"
         );
 
+        // containers with stdin and a terminal: attach types into them
+        let cfg = sandbox("s");
+        let create = |c: cri::ContainerConfig| cri::CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(c),
+            sandbox_config: Some(cfg.clone()),
+        };
+        let mut shell = container("shell", &image_ref, &["sh"]);
+        shell.tty = true;
+        shell.stdin = true;
+        let mut once = container("once", &image_ref, &["sh", "-c", "read x; echo got:$x"]);
+        once.stdin = true;
+        once.stdin_once = true;
+        let mut ids = Vec::new();
+        for c in [shell, once] {
+            let id = rt
+                .create_container(create(c))
+                .await
+                .unwrap()
+                .into_inner()
+                .container_id;
+            rt.start_container(cri::StartContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .unwrap();
+            ids.push(id);
+        }
+        let attach = |id: &str, tty: bool| cri::AttachRequest {
+            container_id: id.to_string(),
+            stdin: true,
+            tty,
+            stdout: true,
+            stderr: !tty,
+        };
+        let url = rt
+            .attach(attach(&ids[0], true))
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+        let mut ws = connect(&url.replace("http://", "ws://"), "v5.channel.k8s.io").await;
+        let mut resize = vec![4u8];
+        resize.extend_from_slice(br#"{"Width":90,"Height":20}"#);
+        ws.send(Message::binary(resize)).await.unwrap();
+        ws.send(Message::binary(
+            b"\0echo $((6*7)); stty size; tty\n".to_vec(),
+        ))
+        .await
+        .unwrap();
+        let mut got = String::new();
+        while !(got.contains("\n42") && got.contains("20 90") && got.contains("/dev/pts/")) {
+            let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
+                .await
+                .unwrap_or_else(|_| panic!("the shell did not answer: {got:?}"))
+                .unwrap()
+                .unwrap();
+            if let Message::Binary(b) = m
+                && b.first() == Some(&1)
+            {
+                got.push_str(&String::from_utf8_lossy(&b[1..]));
+            }
+        }
+        drop(ws);
+        // stdinOnce: the first client's input ends the container's stdin; it reads and exits
+        let url = rt
+            .attach(attach(&ids[1], false))
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+        let mut ws = connect(&url.replace("http://", "ws://"), "v5.channel.k8s.io").await;
+        ws.send(Message::binary(b"\0abc\n".to_vec())).await.unwrap();
+        ws.send(Message::binary(vec![255, 0])).await.unwrap();
+        let (out, _, st) = collect(&mut ws).await;
+        assert_eq!(out, "got:abc\n");
+        assert_eq!(st["status"], "Success");
+        let s = super::daemon::wait_state(&d, &ids[1], cri::ContainerState::ContainerExited).await;
+        assert_eq!(s.exit_code, 0);
+        let log = std::fs::read_to_string(&s.log_path).unwrap();
+        assert!(log.contains(" stdout F got:abc"), "{log}");
+
         // unknown tokens are refused
         let bad = url.rsplit_once('/').unwrap().0.to_string() + "/nosuchtoken";
         let req = bad
