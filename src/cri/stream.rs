@@ -426,18 +426,14 @@ pub(super) async fn run_attach(
     rt: crate::pod::Runtime,
 ) {
     let id = r.container_id.clone();
-    let conn = match tokio::task::spawn_blocking(move || rt.attach(&id)).await {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => {
-            let _ = out
-                .send(Message::binary(exit_status(None, Some(e.to_string()))))
-                .await;
-            return;
-        }
+    let conn = tokio::task::spawn_blocking(move || rt.attach(&id))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    let conn = match conn {
+        Ok(c) => c,
         Err(e) => {
-            let _ = out
-                .send(Message::binary(exit_status(None, Some(e.to_string()))))
-                .await;
+            let _ = out.send(Message::binary(exit_status(None, Some(e)))).await;
             return;
         }
     };

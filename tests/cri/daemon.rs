@@ -215,11 +215,22 @@ pub async fn pod_with(
         .unwrap_or_else(|e| panic!("run {name}: {e}"))
         .into_inner()
         .pod_sandbox_id;
+    let id = add_container(&mut rt, &pod, &cfg, ctr).await;
+    (pod, id)
+}
+
+/// Create and start a container in a pod; returns its ID.
+pub async fn add_container(
+    rt: &mut RuntimeServiceClient<Channel>,
+    pod: &str,
+    cfg: &cri::PodSandboxConfig,
+    ctr: cri::ContainerConfig,
+) -> String {
     let id = rt
         .create_container(cri::CreateContainerRequest {
-            pod_sandbox_id: pod.clone(),
+            pod_sandbox_id: pod.to_string(),
             config: Some(ctr),
-            sandbox_config: Some(cfg),
+            sandbox_config: Some(cfg.clone()),
         })
         .await
         .unwrap()
@@ -230,7 +241,7 @@ pub async fn pod_with(
     })
     .await
     .unwrap();
-    (pod, id)
+    id
 }
 
 pub async fn status(d: &Daemon, id: &str) -> cri::ContainerStatus {
@@ -301,4 +312,15 @@ pub fn go_binary(dir: &str) -> PathBuf {
         String::from_utf8_lossy(&out.stderr)
     );
     bin
+}
+
+/// RemovePodSandbox, which must succeed.
+pub async fn remove_pod(d: &Daemon, pod: &str) {
+    d.rt()
+        .await
+        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: pod.to_string(),
+        })
+        .await
+        .unwrap();
 }

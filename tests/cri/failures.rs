@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use k8s_cri::v1 as cri;
 use tonic::Code;
 
-use super::daemon::{Daemon, block_on, container, pod_with, pull, sandbox, status};
+use super::daemon::{Daemon, block_on, container, pod_with, pull, remove_pod, sandbox, status};
 
 fn code<T: std::fmt::Debug>(r: Result<T, tonic::Status>, want: Code, mention: &str) {
     let e = r.expect_err("the call succeeded");
@@ -73,11 +73,7 @@ fn unknown_ids_bad_configs_and_wrong_states() {
         })
         .await
         .unwrap();
-        rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-            pod_sandbox_id: ghost.clone(),
-        })
-        .await
-        .unwrap();
+        remove_pod(&d, &ghost).await;
         code(
             rt.exec_sync(cri::ExecSyncRequest {
                 container_id: ghost.clone(),
@@ -292,11 +288,7 @@ fn unknown_ids_bad_configs_and_wrong_states() {
         })
         .await
         .unwrap();
-        rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-            pod_sandbox_id: pod.clone(),
-        })
-        .await
-        .unwrap();
+        remove_pod(&d, &pod).await;
         assert!(!d.env.pod_dir(&pod).exists());
     });
 }

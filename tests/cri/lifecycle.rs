@@ -5,7 +5,8 @@ use std::time::Duration;
 use k8s_cri::v1 as cri;
 
 use super::daemon::{
-    Daemon, block_on, container, pid, pod_with, pull, sandbox, status, wait_state,
+    Daemon, add_container, block_on, container, pid, pod_with, pull, remove_pod, sandbox, status,
+    wait_state,
 };
 use super::env::{exists, ns, running};
 
@@ -372,16 +373,8 @@ fn a_pod_from_run_to_remove() {
             .status
             .unwrap();
         assert_eq!(st.state, cri::PodSandboxState::SandboxNotready as i32);
-        rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-            pod_sandbox_id: pod.clone(),
-        })
-        .await
-        .unwrap();
-        rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-            pod_sandbox_id: pod.clone(),
-        })
-        .await
-        .unwrap();
+        remove_pod(&d, &pod).await;
+        remove_pod(&d, &pod).await;
         assert!(!exists(&pod_dir), "{} is left", pod_dir.display());
         let left = super::harness::mounts_under(&d.env.root);
         assert!(left.is_empty(), "mounts left: {left:?}");
@@ -441,21 +434,13 @@ fn shared_pid_namespace_host_network_and_events() {
             container("a", &image_ref, &["sleep", "1000"]),
         )
         .await;
-        let b = rt
-            .create_container(cri::CreateContainerRequest {
-                pod_sandbox_id: pod.clone(),
-                config: Some(container("b", &image_ref, &["sleep", "1001"])),
-                sandbox_config: Some(cfg),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .container_id;
-        rt.start_container(cri::StartContainerRequest {
-            container_id: b.clone(),
-        })
-        .await
-        .unwrap();
+        let b = add_container(
+            &mut rt,
+            &pod,
+            &cfg,
+            container("b", &image_ref, &["sleep", "1001"]),
+        )
+        .await;
         let (pa, pb) = (pid(&d, &a).await, pid(&d, &b).await);
         let me = std::process::id() as i32;
         assert_eq!(
@@ -519,11 +504,7 @@ fn shared_pid_namespace_host_network_and_events() {
                 break;
             }
         }
-        rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-            pod_sandbox_id: pod.clone(),
-        })
-        .await
-        .unwrap();
+        remove_pod(&d, &pod).await;
         assert!(!running(pb), "removing the pod left a container process");
     });
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use k8s_cri::v1 as cri;
 
 use super::daemon::{
-    Daemon, block_on, container, pid, pod_with, pull, sandbox, status, wait_state,
+    Daemon, block_on, container, pid, pod_with, pull, remove_pod, sandbox, status, wait_state,
 };
 use super::env::{exists, running};
 
@@ -75,11 +75,7 @@ fn a_daemon_killed_and_started_again_sees_everything() {
         assert_eq!(s.reason, "Error");
         let log = std::fs::read_to_string(&s.log_path).unwrap();
         assert!(log.contains(" stdout F done"), "{log}");
-        rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-            pod_sandbox_id: pod.clone(),
-        })
-        .await
-        .unwrap();
+        remove_pod(&d, &pod).await;
         assert!(!running(p));
     });
 }
@@ -136,10 +132,6 @@ fn a_creation_cut_off_half_way_is_rolled_back_at_start() {
             .unwrap()
             .into_inner()
             .pod_sandbox_id;
-        d.rt()
-            .await
-            .remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: id })
-            .await
-            .unwrap();
+        remove_pod(&d, &id).await;
     });
 }

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use k8s_cri::v1 as cri;
 
-use super::daemon::{Daemon, block_on, container, pid, pod_with, pull, sandbox};
+use super::daemon::{
+    Daemon, add_container, block_on, container, pid, pod_with, pull, remove_pod, sandbox,
+};
 use super::env::ns;
 
 fn sc(
@@ -77,11 +79,6 @@ fn container_security_settings_reach_the_kernel() {
         });
         let (pod, a_id) = pod_with(&d, "sec", cfg.clone(), a).await;
         let mut rt = d.rt().await;
-        let create = |c: cri::ContainerConfig| cri::CreateContainerRequest {
-            pod_sandbox_id: pod.clone(),
-            config: Some(c),
-            sandbox_config: Some(cfg.clone()),
-        };
         let mut started = Vec::new();
         // b: unconfined, privileged; c: a Localhost profile; e: in a's PID namespace
         let mut b = container("b", &image_ref, &["sleep", "1000"]);
@@ -108,18 +105,7 @@ fn container_security_settings_reach_the_kernel() {
             });
         });
         for cc in [b, c, e] {
-            let id = rt
-                .create_container(create(cc))
-                .await
-                .unwrap()
-                .into_inner()
-                .container_id;
-            rt.start_container(cri::StartContainerRequest {
-                container_id: id.clone(),
-            })
-            .await
-            .unwrap();
-            started.push(id);
+            started.push(add_container(&mut rt, &pod, &cfg, cc).await);
         }
         let (pa, pb, pc, pe) = (
             pid(&d, &a_id).await,
@@ -189,11 +175,7 @@ fn container_security_settings_reach_the_kernel() {
             std::fs::read_to_string(format!("/proc/{pa}/cmdline")),
             std::fs::read_to_string(format!("/proc/{pb}/cmdline"))
         );
-        rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-            pod_sandbox_id: pod,
-        })
-        .await
-        .unwrap();
+        remove_pod(&d, &pod).await;
     });
 }
 
@@ -263,13 +245,7 @@ fn host_port_reaches_the_pod() {
             body.contains("via-hostport"),
             "nothing through host port {port} (pod {ip}): {body}"
         );
-        d.rt()
-            .await
-            .remove_pod_sandbox(cri::RemovePodSandboxRequest {
-                pod_sandbox_id: pod,
-            })
-            .await
-            .unwrap();
+        remove_pod(&d, &pod).await;
         assert!(
             super::env::iptables_mentioning(&format!("dpt:{port}")).is_empty()
                 && super::env::iptables_mentioning(&format!("--dport {port}")).is_empty(),

@@ -8,7 +8,9 @@ use k8s_cri::v1 as cri;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use super::daemon::{Daemon, block_on, container, pod_with, pull, sandbox};
+use super::daemon::{
+    Daemon, add_container, block_on, container, pod_with, pull, remove_pod, sandbox,
+};
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
@@ -280,11 +282,6 @@ fn exec_attach_and_port_forward() {
 
         // containers with stdin and a terminal: attach types into them
         let cfg = sandbox("s");
-        let create = |c: cri::ContainerConfig| cri::CreateContainerRequest {
-            pod_sandbox_id: pod.clone(),
-            config: Some(c),
-            sandbox_config: Some(cfg.clone()),
-        };
         let mut shell = container("shell", &image_ref, &["sh"]);
         shell.tty = true;
         shell.stdin = true;
@@ -293,18 +290,7 @@ fn exec_attach_and_port_forward() {
         once.stdin_once = true;
         let mut ids = Vec::new();
         for c in [shell, once] {
-            let id = rt
-                .create_container(create(c))
-                .await
-                .unwrap()
-                .into_inner()
-                .container_id;
-            rt.start_container(cri::StartContainerRequest {
-                container_id: id.clone(),
-            })
-            .await
-            .unwrap();
-            ids.push(id);
+            ids.push(add_container(&mut rt, &pod, &cfg, c).await);
         }
         let attach = |id: &str, tty: bool| cri::AttachRequest {
             container_id: id.to_string(),
@@ -370,10 +356,6 @@ fn exec_attach_and_port_forward() {
             .await
             .unwrap();
         assert!(tokio_tungstenite::client_async(req, tcp).await.is_err());
-        rt.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-            pod_sandbox_id: pod,
-        })
-        .await
-        .unwrap();
+        remove_pod(&d, &pod).await;
     });
 }
