@@ -26,8 +26,9 @@ async fn channel(socket: String) -> Channel {
         .expect("connect to the CRI socket")
 }
 
-/// One pod with one started container; returns (pod id, time taken).
-async fn start_pod(ch: Channel, name: String, image: String) -> (String, Duration) {
+/// One pod with one started container; returns (pod id, time taken, and the time of each of
+/// the three calls).
+async fn start_pod(ch: Channel, name: String, image: String) -> (String, Duration, [Duration; 3]) {
     let mut rt = RuntimeServiceClient::new(ch);
     // kubelet makes the log directories before it asks for the pod
     let logs = std::path::PathBuf::from(
@@ -47,6 +48,7 @@ async fn start_pod(ch: Channel, name: String, image: String) -> (String, Duratio
         ..Default::default()
     };
     let t = Instant::now();
+    let mut steps = [Duration::ZERO; 3];
     let pod = rt
         .run_pod_sandbox(cri::RunPodSandboxRequest {
             config: Some(cfg.clone()),
@@ -56,6 +58,7 @@ async fn start_pod(ch: Channel, name: String, image: String) -> (String, Duratio
         .expect("RunPodSandbox")
         .into_inner()
         .pod_sandbox_id;
+    steps[0] = t.elapsed();
     let ctr = rt
         .create_container(cri::CreateContainerRequest {
             pod_sandbox_id: pod.clone(),
@@ -79,10 +82,12 @@ async fn start_pod(ch: Channel, name: String, image: String) -> (String, Duratio
         .expect("CreateContainer")
         .into_inner()
         .container_id;
+    steps[1] = t.elapsed() - steps[0];
     rt.start_container(cri::StartContainerRequest { container_id: ctr })
         .await
         .expect("StartContainer");
-    (pod, t.elapsed())
+    steps[2] = t.elapsed() - steps[0] - steps[1];
+    (pod, t.elapsed(), steps)
 }
 
 async fn remove_pod(ch: Channel, pod: String) {
@@ -132,15 +137,28 @@ fn main() {
             .into_inner()
             .image_ref;
         // one warm-up pod, not counted
-        let (p, _) = start_pod(ch.clone(), "warmup".into(), image_ref.clone()).await;
+        let (p, _, _) = start_pod(ch.clone(), "warmup".into(), image_ref.clone()).await;
         remove_pod(ch.clone(), p).await;
         let mut times = Vec::new();
+        let mut steps: [Vec<Duration>; 3] = Default::default();
         for i in 0..runs {
-            let (p, d) = start_pod(ch.clone(), format!("seq{i}"), image_ref.clone()).await;
+            let (p, d, s) = start_pod(ch.clone(), format!("seq{i}"), image_ref.clone()).await;
             times.push(d);
+            for k in 0..3 {
+                steps[k].push(s[k]);
+            }
             remove_pod(ch.clone(), p).await;
         }
         times.sort();
+        let med = |v: &mut Vec<Duration>| {
+            v.sort();
+            ms(v[v.len() / 2])
+        };
+        let (run_ms, create_ms, start_ms) = (
+            med(&mut steps[0]),
+            med(&mut steps[1]),
+            med(&mut steps[2]),
+        );
         let pct = |q: f64| times[((times.len() as f64 * q).ceil() as usize).clamp(1, times.len()) - 1];
         let t = Instant::now();
         let mut tasks = Vec::new();
@@ -156,7 +174,7 @@ fn main() {
         let total = t.elapsed();
         // the caller reads the daemon's memory now, with every pod running
         println!(
-            "{{\"p50_ms\": {}, \"p99_ms\": {}, \"parallel\": {parallel}, \"parallel_total_ms\": {}}}",
+            "{{\"p50_ms\": {}, \"p99_ms\": {}, \"parallel\": {parallel}, \"parallel_total_ms\": {}, \"run_p50_ms\": {run_ms}, \"create_p50_ms\": {create_ms}, \"start_p50_ms\": {start_ms}}}",
             ms(pct(0.5)),
             ms(pct(0.99)),
             ms(total)

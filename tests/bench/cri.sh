@@ -131,7 +131,7 @@ echo "berth: $("$berth" --version | head -1); containerd: $(containerd --version
 echo "pod start = RunPodSandbox + CreateContainer + StartContainer (busybox sleep), $runs runs; then $parallel at once"
 echo
 printf "%-34s %10s %12s %16s\n" "" "berth" "containerd" "berth/containerd"
-for k in p50_ms p99_ms parallel_total_ms; do
+for k in p50_ms p99_ms run_p50_ms create_p50_ms start_p50_ms parallel_total_ms; do
     printf "%-34s %10.1f %12.1f %16s\n" "$k" "$(j berth $k)" "$(j containerd $k)" "$(div "$(j berth $k)" "$(j containerd $k)")"
 done
 printf "%-34s %10d %12d %16s\n" "daemon RSS idle (KiB)" "$(cat "$W/berth.rss_idle")" "$(cat "$W/containerd.rss_idle")" "$(div "$(cat "$W/berth.rss_idle")" "$(cat "$W/containerd.rss_idle")")"
