@@ -341,8 +341,16 @@ fn spawn_steps(
     };
     let exec_stub = exec_stub()?;
     let (parent, child) = Channel::pair()?;
+    // cgroup v1: the init moves itself through `tasks` fds we open (see InitIo), unless it
+    // starts in a new user namespace; then it waits for us to move it.
+    let self_attach = !layout.is_v2() && plan.id_maps.is_none() && !plan.namespaces.user;
+    let cgroup_tasks = if self_attach {
+        cgroup::open_tasks(dirs)?
+    } else {
+        Vec::new()
+    };
     // The child waits for us: to be moved into its cgroups (v1), to get its id maps.
-    let wait_go = !layout.is_v2() || plan.id_maps.is_some();
+    let wait_go = (!layout.is_v2() && !self_attach) || plan.id_maps.is_some();
 
     let user_join = join
         .iter()
@@ -385,6 +393,7 @@ fn spawn_steps(
                     .flatten()
                     .collect(),
                     wait_go,
+                    cgroup_tasks,
                     preserve_fds: opts.preserve_fds,
                     new_keyring: !opts.no_new_keyring,
                     seccomp,
@@ -403,7 +412,7 @@ fn spawn_steps(
     ));
 
     if wait_go {
-        if !layout.is_v2() {
+        if !layout.is_v2() && !self_attach {
             cgroup::add_process(dirs, pid)?;
         }
         if let Some(maps) = &plan.id_maps {

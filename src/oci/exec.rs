@@ -125,6 +125,7 @@ pub fn exec(store: &Store, id: &str, opts: &ExecOptions) -> Result<(Outcome, Vec
                 .flatten()
                 .collect(),
                 wait_go,
+                cgroup_tasks: Vec::new(),
                 preserve_fds: opts.preserve_fds,
                 new_keyring: false,
                 seccomp,

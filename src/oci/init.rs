@@ -43,8 +43,13 @@ pub(crate) struct InitIo {
     pub join: Vec<(CloneFlags, OwnedFd)>,
     /// Fds the child must close first without side effects on the parent (the state lock).
     pub close_first: Vec<RawFd>,
-    /// Wait for `Go` before doing anything (cgroup v1: the parent moves us into our cgroups).
+    /// Wait for `Go` before doing anything (the parent writes our id maps, or on cgroup v1
+    /// moves us into our cgroups when we cannot do it ourselves).
     pub wait_go: bool,
+    /// cgroup v1: each hierarchy's `tasks` file, opened by the parent; the init moves itself
+    /// by writing "0" (itself) to each, which the kernel does without the threadgroup lock
+    /// whose write side waits for an RCU grace period (~20 ms after an idle spell).
+    pub cgroup_tasks: Vec<OwnedFd>,
     pub preserve_fds: u32,
     pub new_keyring: bool,
     /// The compiled seccomp filter to load.
@@ -180,6 +185,9 @@ fn wait_for_start(io: &InitIo) -> Result<()> {
 
 fn setup(plan: &Plan, io: &InitIo) -> Result<Prepared> {
     sys::reset_signals().step(|| "reset signal mask".into())?;
+    for fd in &io.cgroup_tasks {
+        nix::unistd::write(fd, b"0").step(|| "move into the container's cgroups".into())?;
+    }
     if io.wait_go {
         wait_for_go(&io.channel)?;
     }

@@ -388,6 +388,23 @@ pub fn add_process(dirs: &Dirs, pid: i32) -> Result<()> {
     Ok(())
 }
 
+/// Open every v1 hierarchy's `tasks` file for writing (the init moves itself, see
+/// `oci::init::InitIo::cgroup_tasks`).
+pub fn open_tasks(dirs: &Dirs) -> Result<Vec<OwnedFd>> {
+    dirs.all()
+        .iter()
+        .map(|dir| {
+            let path = dir.join("tasks");
+            nix::fcntl::open(
+                &path,
+                nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .step(|| format!("open {}", path.display()))
+        })
+        .collect()
+}
+
 /// Open the v2 directory for `CLONE_INTO_CGROUP`.
 pub fn open_v2(dirs: &Dirs) -> Result<Option<OwnedFd>> {
     let Dirs::V2(dir) = dirs else { return Ok(None) };
