@@ -26,10 +26,30 @@ remember_paths /run/containers /var/lib/containers /etc/containers/networks /run
 export CONTAINERS_CONF=$P/containers.conf CONTAINERS_STORAGE_CONF=$P/storage.conf CONTAINERS_REGISTRIES_CONF=$P/registries.conf
 export BERTH_DATA_ROOT=$P/data BERTH_LOG_ROOT=$P/logs BERTH_CNI_CONF_DIR=$P/net.d BERTH_CGROUP_PARENT=/berth-bench-pods
 B="$berth --root $P/run"
+netns_before=$(ls /run/netns 2>/dev/null || true)
+podman0_before=$(ip link show podman0 >/dev/null 2>&1 && echo yes || true)
+libpod_before=$(ls -d /sys/fs/cgroup/memory/libpod_parent 2>/dev/null || true)
 cleanup() {
     for id in $(ls "$P/run/pods" 2>/dev/null); do $B pod rm -f "$id" >/dev/null 2>&1 || true; done
-    podman pod rm -af >/dev/null 2>&1 || true
+    podman pod rm -af -t 0 >/dev/null 2>&1 || true
     podman system reset -f >/dev/null 2>&1 || true
+    # what podman could not remove: its conmons (their command lines name $P) and their children
+    for c in $(pgrep -f "conmon .*$P/" || true); do
+        for k in $(pgrep -P "$c" || true); do kill -9 "$k" 2>/dev/null || true; done
+        kill -9 "$c" 2>/dev/null || true
+    done
+    # podman's network namespace files of this run (mounted in this private mount namespace)
+    for f in $(ls /run/netns 2>/dev/null || true); do
+        grep -qx "$f" <<< "$netns_before" && continue
+        umount -l "/run/netns/$f" 2>/dev/null || true
+        rm -f "/run/netns/$f"
+    done
+    [ -n "$podman0_before" ] || ip link del podman0 2>/dev/null || true
+    if [ -z "$libpod_before" ]; then
+        for d in /sys/fs/cgroup/*/libpod_parent; do
+            [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+        done
+    fi
     ip link del bb0 2>/dev/null || true
     for d in /sys/fs/cgroup/*/berth-bench-pods /sys/fs/cgroup/berth-bench-pods; do rmdir "$d" 2>/dev/null || true; done
     unmount_below "$P"
@@ -77,14 +97,14 @@ echo
 json=$P/one.json
 hyperfine -S bash -r "$runs" -w 2 --export-json "$json" \
     -n "berth, CNI bridge" --prepare "$B pod rm -f bench >/dev/null 2>&1 || true" "$B pod run $P/cni.yaml >/dev/null" \
-    -n "podman, netavark bridge" --prepare "podman pod rm -f bench >/dev/null 2>&1 || true" \
+    -n "podman, netavark bridge" --prepare "podman pod rm -f -t 0 bench >/dev/null 2>&1 || true" \
         "podman pod create --name bench >/dev/null && podman run -d --pod bench localhost/busybox:bench sleep 100000 >/dev/null" \
     -n "berth, host network" --prepare "$B pod rm -f bench >/dev/null 2>&1 || true" "$B pod run $P/host.yaml >/dev/null" \
-    -n "podman, host network" --prepare "podman pod rm -f bench >/dev/null 2>&1 || true" \
+    -n "podman, host network" --prepare "podman pod rm -f -t 0 bench >/dev/null 2>&1 || true" \
         "podman pod create --name bench --network host >/dev/null && podman run -d --pod bench localhost/busybox:bench sleep 100000 >/dev/null" \
     >/dev/null
 $B pod rm -f bench >/dev/null 2>&1 || true
-podman pod rm -f bench >/dev/null 2>&1 || true
+podman pod rm -f -t 0 bench >/dev/null 2>&1 || true
 med() { jq -r ".results[$1].median * 1000" "$json"; }
 div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 printf "%-36s %9s %9s %12s\n" "one pod until its container runs" "berth ms" "podman ms" "berth/podman"
