@@ -41,15 +41,7 @@ pub fn main(args: &[String], root: &Path, data_root: &Path) -> Result<i32> {
     if let Some(a) = cli.stream_address {
         cfg.stream_address = a;
     }
-    berth::cri::Config::parse(&toml_of(&cfg))?; // the flags get the file's checks too
+    cfg.check()?; // the flags get the file's checks too
     berth::cri::serve(cfg, |_| {})?;
     Ok(0)
-}
-
-/// The checked fields of a config, as TOML (for re-checking flag overrides).
-fn toml_of(c: &berth::cri::Config) -> String {
-    format!(
-        "listen = {:?}\nstream_address = {:?}\ncgroup_driver = {:?}\nlog_level = {:?}\ndefault_seccomp = {:?}\n",
-        c.listen, c.stream_address, c.cgroup_driver, c.log_level, c.default_seccomp
-    )
 }

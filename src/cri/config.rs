@@ -114,7 +114,8 @@ impl Config {
         Ok(c)
     }
 
-    fn check(&self) -> Result<()> {
+    /// Check every field (as `load` and `parse` do; for settings changed after loading).
+    pub fn check(&self) -> Result<()> {
         if self.cgroup_driver != "cgroupfs" {
             bail!(
                 "cgroup_driver: {:?} is not supported: berth manages cgroups directly (\"cgroupfs\")",

@@ -171,16 +171,12 @@ pub async fn serve(
     rt: crate::pod::Runtime,
 ) -> Result<()> {
     let Some(pending) = pending else {
-        let body = format!("unknown or expired stream {}\n", req.path);
-        let _ = conn
-            .write_all(
-                format!(
-                    "HTTP/1.1 404 Not Found\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n\r\n{body}",
-                    body.len()
-                )
-                .as_bytes(),
-            )
-            .await;
+        refuse(
+            &mut conn,
+            "404 Not Found",
+            &format!("unknown or expired stream {}", req.path),
+        )
+        .await;
         return Ok(());
     };
     let wanted: &[&str] = match pending {
@@ -196,16 +192,8 @@ pub async fn serve(
         .iter()
         .find(|w| req.protocols.iter().any(|p| p == *w))
     else {
-        let body = format!("no supported stream protocol among {:?}\n", req.protocols);
-        let _ = conn
-            .write_all(
-                format!(
-                    "HTTP/1.1 403 Forbidden\r\nContent-Length: {}\r\n\r\n{body}",
-                    body.len()
-                )
-                .as_bytes(),
-            )
-            .await;
+        let msg = format!("no supported stream protocol among {:?}", req.protocols);
+        refuse(&mut conn, "403 Forbidden", &msg).await;
         return Ok(());
     };
     conn.write_all(
@@ -397,6 +385,16 @@ pub async fn serve(
     reader.abort();
     let _ = writer.await;
     Ok(())
+}
+
+/// Answer an upgrade request with an HTTP error and a one-line reason.
+async fn refuse(conn: &mut TcpStream, status: &str, reason: &str) {
+    let body = format!("{reason}\n");
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n\r\n",
+        body.len()
+    );
+    let _ = conn.write_all((head + &body).as_bytes()).await;
 }
 
 /// Connect a port-forward data stream to the pod's port; returns where its client data goes.

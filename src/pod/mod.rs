@@ -85,6 +85,11 @@ impl Default for Options {
     }
 }
 
+/// Could `key` be a pod or container ID (a plain file name: no path)?
+fn is_id(key: &str) -> bool {
+    !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
 /// Marker file of a pod whose creation has not finished.
 const CREATING: &str = "creating";
 
@@ -219,8 +224,7 @@ impl Runtime {
     /// A pod by ID (or a unique prefix of one), `namespace/name`, or a name unique among pods.
     pub fn find_pod(&self, key: &str) -> Result<PodRecord> {
         // an exact ID reads one record, not every pod's
-        if !key.is_empty()
-            && !key.contains('/')
+        if is_id(key)
             && let Ok(r) = read_json::<PodRecord>(&self.pod_dir(key).record())
         {
             return Ok(r);
@@ -620,7 +624,8 @@ impl Runtime {
     fn reserve_name(&self, key: &str, what: &str) -> Result<PathBuf> {
         let names = self.opts.root.join("names");
         fs::create_dir_all(&names).map_err(io(format!("create {}", names.display())))?;
-        let path = names.join(key);
+        // the key holds names from the caller: one file name whatever they contain
+        let path = names.join(key.replace('%', "%25").replace('/', "%2F"));
         match fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -861,8 +866,7 @@ impl Runtime {
     ) -> Result<(PodRecord, ContainerInfo)> {
         // an exact container ID: find its pod by directory, read only that pod
         if pod.is_none()
-            && !key.is_empty()
-            && !key.contains('/')
+            && is_id(key)
             && let Ok(rd) = fs::read_dir(self.pods_dir())
         {
             for e in rd.flatten() {
