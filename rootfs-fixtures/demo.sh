@@ -19,6 +19,7 @@ jq --arg script "echo \"hostname:     \$(hostname)\"; echo \"pid:          \$\$\
 echo "+ berth --root $root run --bundle $bundle demo"
 "$berth" --root "$root" run --bundle "$bundle" demo
 rm -rf "$bundle"
+rmdir "$root" 2>/dev/null || true # the state root, empty once the container is gone
 
 # A pod: two containers from an image in berth's store, sharing one network namespace on
 # berth's default CNI bridge (berth0, 10.77.0.0/16). The client fetches the server's page over
