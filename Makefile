@@ -13,7 +13,7 @@ DEBIAN_PACKAGES := busybox-static libseccomp-dev pkg-config runc crun hyperfine 
 	docker-registry umoci skopeo apache2-utils zstd attr openssl musl-tools containernetworking-plugins iptables \
 	protobuf-compiler golang-go golang-google-grpc-dev golang-github-docker-spdystream-dev
 
-.PHONY: all setup build fixtures demo test lint unit-and-integration test-clients test-fuzz fuzz test-cgroupv2 bench clean
+.PHONY: all setup build fixtures demo test lint unit-and-integration test-clients test-fuzz fuzz test-release test-cgroupv2 hot-symbols bench clean
 
 all: build
 
@@ -28,11 +28,13 @@ setup:
 		echo "setup: musl target unavailable; release builds use the host target"
 
 ## build: the release binary (libseccomp linked statically from its own directory, so that no
-## other glibc archive can slip into the musl link)
+## other glibc archive can slip into the musl link; the OCI verbs' functions placed together by
+## tools/link-ordered.sh)
 SECCOMP_STATIC := target/libseccomp-static
 build: setup
 	@mkdir -p $(SECCOMP_STATIC) && cp -u /usr/lib/$$(gcc -dumpmachine)/libseccomp.a $(SECCOMP_STATIC)/
 	LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=$(abspath $(SECCOMP_STATIC)) CC_x86_64_unknown_linux_musl=musl-gcc \
+		CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER=$(abspath tools/link-ordered.sh) \
 		cargo build --release $(RELEASE_FLAGS)
 	@echo "built $(RELEASE_BIN)"
 
@@ -47,7 +49,7 @@ demo: build fixtures
 
 ## test: lint, unit and root integration tests, real clients (podman, containerd), then the
 ## cgroup v2 tests in a qemu VM
-test: setup lint unit-and-integration test-clients test-fuzz test-cgroupv2
+test: setup lint unit-and-integration test-release test-clients test-fuzz test-cgroupv2
 
 lint:
 	cargo fmt --check
@@ -55,6 +57,10 @@ lint:
 
 unit-and-integration: fixtures
 	cargo test
+
+## test-release: the release build runs a container; its peak RSS stays within 3 MiB
+test-release: build fixtures
+	tests/release.sh $(RELEASE_BIN)
 
 ## test-clients: podman and containerd drive berth as their runtime
 test-clients: fixtures
@@ -77,6 +83,10 @@ test-fuzz:
 ## test-cgroupv2: the integration tests again, on a pure cgroup v2 kernel in qemu
 test-cgroupv2: fixtures
 	tests/cgroupv2/run.sh
+
+## hot-symbols: re-measure which functions the OCI verbs run (tools/hot-symbols.txt)
+hot-symbols: setup fixtures
+	tools/profile-hot-symbols.sh
 
 ## bench: berth vs runc vs crun, side by side (release build)
 bench: build fixtures
