@@ -33,6 +33,8 @@ setup:
 SECCOMP_STATIC := target/libseccomp-static
 build: setup
 	@mkdir -p $(SECCOMP_STATIC) && cp -u /usr/lib/$$(gcc -dumpmachine)/libseccomp.a $(SECCOMP_STATIC)/
+	@# cargo does not track the linker's input list: relink when it is newer than the binary
+	@[ ! -e $(RELEASE_BIN) ] || [ $(RELEASE_BIN) -nt tools/hot-symbols.txt ] || touch src/main.rs
 	LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=$(abspath $(SECCOMP_STATIC)) CC_x86_64_unknown_linux_musl=musl-gcc \
 		CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER=$(abspath tools/link-ordered.sh) \
 		cargo build --release $(RELEASE_FLAGS)

@@ -143,20 +143,64 @@ fn lib_err(step: impl Into<String>, e: libseccomp::error::SeccompError) -> SysEr
 
 /// Compile `f` to BPF with libseccomp. Syscall names this libseccomp does not know are skipped
 /// (profiles name syscalls of many kernels), as runc does.
+///
+/// Each architecture is compiled on its own and the programs are chained into one:
+/// libseccomp's generator costs far more than linearly in the number of architectures (the
+/// default profile's three: 9.0 ms together, 1.2 ms each alone). Every program but the last
+/// returns a sentinel (a TRACE value no rule uses) for a syscall of an architecture it does
+/// not cover, and that return becomes a jump to the next program; the last one keeps
+/// libseccomp's bad-architecture action. A unit test runs both forms on the same inputs.
 pub fn compile(f: &Filter) -> Result<Vec<u8>> {
+    let mut archs = vec![ScmpArch::native()];
+    for a in &f.archs {
+        let arch: ScmpArch = a
+            .parse()
+            .map_err(|e| lib_err(format!("seccomp architecture {a}"), e))?;
+        let arch = if arch == ScmpArch::Native {
+            ScmpArch::native()
+        } else {
+            arch
+        };
+        if !archs.contains(&arch) {
+            archs.push(arch);
+        }
+    }
+    let sentinel = (0..=u16::MAX)
+        .rev()
+        .find(|m| {
+            f.default != Action::Trace(*m) && f.rules.iter().all(|r| r.action != Action::Trace(*m))
+        })
+        .expect("a filter uses fewer than 65536 trace values");
+    let last = archs.len() - 1;
+    let programs = archs
+        .iter()
+        .enumerate()
+        .map(|(i, &arch)| compile_for(f, &[arch], (i < last).then_some(sentinel)))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(chain(&programs, SCMP_ACT_TRACE | u32::from(sentinel)))
+}
+
+/// libseccomp's `SCMP_ACT_TRACE(0)`, the value a BPF return of a TRACE action carries.
+const SCMP_ACT_TRACE: u32 = 0x7ff0_0000;
+
+/// The program for `archs`; `sentinel`: the TRACE value to return for other architectures.
+fn compile_for(f: &Filter, archs: &[ScmpArch], sentinel: Option<u16>) -> Result<Vec<u8>> {
     let mut ctx = ScmpFilterContext::new(scmp_action(f.default))
         .map_err(|e| lib_err("create seccomp filter", e))?;
     // berth sets no_new_privs itself when the config asks; libseccomp must not.
     ctx.set_ctl_nnp(false)
         .map_err(|e| lib_err("seccomp: clear nnp", e))?;
-    for a in &f.archs {
-        let arch: ScmpArch = a
-            .parse()
-            .map_err(|e| lib_err(format!("seccomp architecture {a}"), e))?;
-        if arch != ScmpArch::Native && arch != ScmpArch::native() {
-            ctx.add_arch(arch)
-                .map_err(|e| lib_err(format!("add seccomp architecture {a}"), e))?;
-        }
+    for &arch in archs.iter().filter(|&&a| a != ScmpArch::native()) {
+        ctx.add_arch(arch)
+            .map_err(|e| lib_err(format!("add seccomp architecture {arch:?}"), e))?;
+    }
+    if !archs.contains(&ScmpArch::native()) {
+        ctx.remove_arch(ScmpArch::native())
+            .map_err(|e| lib_err("seccomp: remove the native architecture", e))?;
+    }
+    if let Some(m) = sentinel {
+        ctx.set_act_badarch(ScmpAction::Trace(m))
+            .map_err(|e| lib_err("seccomp: set the bad-architecture action", e))?;
     }
     for r in &f.rules {
         if r.action == f.default {
@@ -196,6 +240,34 @@ pub fn compile(f: &Filter) -> Result<Vec<u8>> {
     f.read_to_end(&mut bpf)
         .step(|| "read seccomp program".into())?;
     Ok(bpf)
+}
+
+/// `struct sock_filter` opcodes: return a constant, jump always.
+const BPF_RET_K: u16 = 0x06;
+const BPF_JA: u16 = 0x05;
+
+/// Join `programs` into one: in each but the last, `return sentinel` becomes a jump to the start
+/// of the next program (jumps are relative and forward, so every other instruction stays).
+fn chain(programs: &[Vec<u8>], sentinel: u32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(programs.iter().map(Vec::len).sum());
+    let mut start = 0;
+    for (i, p) in programs.iter().enumerate() {
+        let next = start + p.len() / 8;
+        for (j, insn) in p.chunks_exact(8).enumerate() {
+            let code = u16::from_ne_bytes([insn[0], insn[1]]);
+            let k = u32::from_ne_bytes([insn[4], insn[5], insn[6], insn[7]]);
+            if i + 1 < programs.len() && code == BPF_RET_K && k == sentinel {
+                let skip = (next - (start + j + 1)) as u32;
+                out.extend_from_slice(&BPF_JA.to_ne_bytes());
+                out.extend_from_slice(&[0, 0]);
+                out.extend_from_slice(&skip.to_ne_bytes());
+            } else {
+                out.extend_from_slice(insn);
+            }
+        }
+        start = next;
+    }
+    out
 }
 
 /// The program for `f`, from the cache under `cache_dir` or compiled (and then cached).
@@ -263,6 +335,108 @@ mod tests {
     fn compiles_to_bpf_and_skips_unknown_names() {
         let bpf = compile(&filter()).unwrap();
         assert!(!bpf.is_empty() && bpf.len() % 8 == 0);
+    }
+
+    /// Runs a classic BPF program (the instructions libseccomp emits) on one seccomp_data.
+    fn run(prog: &[u8], arch: u32, nr: u32, args: [u64; 6]) -> u32 {
+        let mut data = [0u8; 64];
+        data[0..4].copy_from_slice(&nr.to_ne_bytes());
+        data[4..8].copy_from_slice(&arch.to_ne_bytes());
+        for (i, a) in args.iter().enumerate() {
+            data[16 + 8 * i..24 + 8 * i].copy_from_slice(&a.to_ne_bytes());
+        }
+        let insn = |pc: usize| {
+            let b = &prog[pc * 8..pc * 8 + 8];
+            let k = u32::from_ne_bytes([b[4], b[5], b[6], b[7]]);
+            (
+                u16::from_ne_bytes([b[0], b[1]]),
+                b[2] as usize,
+                b[3] as usize,
+                k,
+            )
+        };
+        let (mut a, mut x, mut mem, mut pc) = (0u32, 0u32, [0u32; 16], 0usize);
+        loop {
+            let (code, jt, jf, k) = insn(pc);
+            pc += 1;
+            let jump = |cond: bool| if cond { jt } else { jf };
+            match code {
+                0x20 => {
+                    let o = k as usize;
+                    a = u32::from_ne_bytes([data[o], data[o + 1], data[o + 2], data[o + 3]]);
+                }
+                0x00 => a = k,
+                0x60 => a = mem[k as usize],
+                0x01 => x = k,
+                0x61 => x = mem[k as usize],
+                0x02 => mem[k as usize] = a,
+                0x03 => mem[k as usize] = x,
+                0x54 => a &= k,
+                0x44 => a |= k,
+                0x07 => x = a,
+                0x87 => a = x,
+                0x05 => pc += k as usize,
+                0x15 => pc += jump(a == k),
+                0x25 => pc += jump(a > k),
+                0x35 => pc += jump(a >= k),
+                0x45 => pc += jump(a & k != 0),
+                0x1d => pc += jump(a == x),
+                0x2d => pc += jump(a > x),
+                0x3d => pc += jump(a >= x),
+                0x4d => pc += jump(a & x != 0),
+                0x06 => return k,
+                0x16 => return a,
+                _ => panic!("BPF opcode {code:#x} at {}", pc - 1),
+            }
+        }
+    }
+
+    #[test]
+    fn chained_programs_decide_as_one_libseccomp_program() {
+        let default = crate::oci::seccomp::filter(
+            &serde_json::from_value(crate::oci::seccomp::default_profile()).unwrap(),
+        )
+        .unwrap();
+        let mut traced = filter();
+        traced.archs = vec!["SCMP_ARCH_X86".into(), "SCMP_ARCH_X32".into()];
+        traced.rules.push(Rule {
+            names: vec!["getpid".into(), "socketcall".into()],
+            action: Action::Trace(0xffff),
+            conds: vec![],
+        });
+        let args = [
+            [0; 6],
+            [0x1000_0000, 0, 0, 0, 0, 0],
+            [0x7e02_0000, 1, 2, 3, 4, 5],
+            [8, 0xffff_ffff, 0, 0, 0, 0],
+            [0xffff_ffff, 0, 0, 0, 0, 0],
+            [u64::MAX; 6],
+        ];
+        // x86_64, i386, aarch64 (in no filter here)
+        let archs = [0xc000_003e_u32, 0x4000_0003, 0xc000_00b7];
+        for f in [&default, &traced, &filter()] {
+            let chained = compile(f).unwrap();
+            let mut all = vec![ScmpArch::native()];
+            all.extend(f.archs.iter().map(|a| a.parse::<ScmpArch>().unwrap()));
+            let one = compile_for(f, &all, None).unwrap();
+            let mut checked = 0;
+            for arch in archs {
+                for nr in (0..600)
+                    .chain(0x4000_0000..0x4000_0000 + 600)
+                    .chain([u32::MAX])
+                {
+                    for a in args {
+                        assert_eq!(
+                            run(&chained, arch, nr, a),
+                            run(&one, arch, nr, a),
+                            "arch {arch:#x} nr {nr:#x} args {a:x?}"
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+            assert!(checked > 20_000);
+        }
     }
 
     #[test]
