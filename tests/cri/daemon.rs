@@ -258,6 +258,40 @@ pub async fn status(d: &Daemon, id: &str) -> cri::ContainerStatus {
         .unwrap()
 }
 
+pub async fn pod_status(d: &Daemon, pod: &str) -> cri::PodSandboxStatus {
+    d.rt()
+        .await
+        .pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: pod.into(),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap()
+}
+
+/// A sandbox's Linux config with these namespace modes (network, pid, ipc).
+pub fn namespaces(
+    network: cri::NamespaceMode,
+    pid: cri::NamespaceMode,
+    ipc: cri::NamespaceMode,
+) -> Option<cri::LinuxPodSandboxConfig> {
+    Some(cri::LinuxPodSandboxConfig {
+        security_context: Some(cri::LinuxSandboxSecurityContext {
+            namespace_options: Some(cri::NamespaceOption {
+                network: network as i32,
+                pid: pid as i32,
+                ipc: ipc as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
 /// The container's init PID (from the verbose info).
 pub async fn pid(d: &Daemon, id: &str) -> i32 {
     let info = d

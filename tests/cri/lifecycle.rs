@@ -5,8 +5,8 @@ use std::time::Duration;
 use k8s_cri::v1 as cri;
 
 use super::daemon::{
-    Daemon, add_container, block_on, container, pid, pod_with, pull, remove_pod, sandbox, status,
-    wait_state,
+    Daemon, add_container, block_on, container, namespaces, pid, pod_status, pod_with, pull,
+    remove_pod, sandbox, status, wait_state,
 };
 use super::env::{exists, ns, running};
 
@@ -362,16 +362,7 @@ fn a_pod_from_run_to_remove() {
         .await
         .unwrap();
         assert_eq!(d.env.bridge_ports(), 0, "stop left the pod's veth");
-        let st = rt
-            .pod_sandbox_status(cri::PodSandboxStatusRequest {
-                pod_sandbox_id: pod.clone(),
-                verbose: false,
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .status
-            .unwrap();
+        let st = pod_status(&d, &pod).await;
         assert_eq!(st.state, cri::PodSandboxState::SandboxNotready as i32);
         remove_pod(&d, &pod).await;
         remove_pod(&d, &pod).await;
@@ -415,18 +406,8 @@ fn shared_pid_namespace_host_network_and_events() {
             .unwrap()
             .into_inner();
         let mut cfg = sandbox("shared");
-        cfg.linux = Some(cri::LinuxPodSandboxConfig {
-            security_context: Some(cri::LinuxSandboxSecurityContext {
-                namespace_options: Some(cri::NamespaceOption {
-                    network: cri::NamespaceMode::Node as i32,
-                    pid: cri::NamespaceMode::Pod as i32,
-                    ipc: cri::NamespaceMode::Pod as i32,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        });
+        use cri::NamespaceMode::{Node, Pod};
+        cfg.linux = namespaces(Node, Pod, Pod);
         let (pod, a) = pod_with(
             &d,
             "shared",
@@ -456,16 +437,7 @@ fn shared_pid_namespace_host_network_and_events() {
         );
         assert_eq!(ns(pa, "ipc"), ns(pb, "ipc"));
         assert_ne!(ns(pa, "ipc"), ns(me, "ipc"));
-        let st = rt
-            .pod_sandbox_status(cri::PodSandboxStatusRequest {
-                pod_sandbox_id: pod.clone(),
-                verbose: false,
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .status
-            .unwrap();
+        let st = pod_status(&d, &pod).await;
         let o = st.linux.unwrap().namespaces.unwrap().options.unwrap();
         assert_eq!(o.network, cri::NamespaceMode::Node as i32);
         assert_eq!(o.pid, cri::NamespaceMode::Pod as i32);

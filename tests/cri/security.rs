@@ -8,7 +8,8 @@ use std::time::Duration;
 use k8s_cri::v1 as cri;
 
 use super::daemon::{
-    Daemon, add_container, block_on, container, pid, pod_with, pull, remove_pod, sandbox,
+    Daemon, add_container, block_on, container, namespaces, pid, pod_status, pod_with, pull,
+    remove_pod, sandbox,
 };
 use super::env::ns;
 
@@ -52,19 +53,9 @@ fn container_security_settings_reach_the_kernel() {
             host_port: 0,
             host_ip: String::new(),
         }];
-        cfg.linux = Some(cri::LinuxPodSandboxConfig {
-            security_context: Some(cri::LinuxSandboxSecurityContext {
-                namespace_options: Some(cri::NamespaceOption {
-                    ipc: cri::NamespaceMode::Node as i32,
-                    // POD is the proto's zero value: kubelet sets CONTAINER explicitly
-                    pid: cri::NamespaceMode::Container as i32,
-                    network: cri::NamespaceMode::Pod as i32,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        });
+        // POD is the proto's zero value for pid: kubelet sets CONTAINER explicitly
+        use cri::NamespaceMode::{Container, Node, Pod};
+        cfg.linux = namespaces(Pod, Container, Node);
         // a: default seccomp, a device, groups, masked paths, read-only root
         let mut a = container("a", &image_ref, &["sleep", "1000"]);
         a.devices = vec![cri::Device {
@@ -211,21 +202,7 @@ fn host_port_reaches_the_pod() {
             ),
         )
         .await;
-        let ip = d
-            .rt()
-            .await
-            .pod_sandbox_status(cri::PodSandboxStatusRequest {
-                pod_sandbox_id: pod.clone(),
-                verbose: false,
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .status
-            .unwrap()
-            .network
-            .unwrap()
-            .ip;
+        let ip = pod_status(&d, &pod).await.network.unwrap().ip;
         // the host port of the node's address (portmap's DNAT; the bridge's gateway is the host)
         let gw = format!("{}.1", d.env.net);
         let mut body = String::new();

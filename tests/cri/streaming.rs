@@ -236,17 +236,7 @@ fn exec_attach_and_port_forward() {
             .unwrap()
             .into_inner()
             .url;
-        let out = tokio::process::Command::new(&gospdy)
-            .args(["exec", &url])
-            .output()
-            .await
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{text} {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text = run_ok(&gospdy, &["exec", &url]).await;
         assert!(
             text.starts_with("OUT:got hello\n|ERR:err\n|STATUS:{"),
             "{text}"
@@ -264,17 +254,7 @@ fn exec_attach_and_port_forward() {
             .unwrap()
             .into_inner()
             .url;
-        let out = tokio::process::Command::new(&gospdy)
-            .args(["pf", &url, "8080"])
-            .output()
-            .await
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{text} {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text = run_ok(&gospdy, &["pf", &url, "8080"]).await;
         assert!(
             text.contains(" 200 OK") && text.contains("served"),
             "{text}"
@@ -358,4 +338,20 @@ fn exec_attach_and_port_forward() {
         assert!(tokio_tungstenite::client_async(req, tcp).await.is_err());
         remove_pod(&d, &pod).await;
     });
+}
+
+/// Runs a client program; it must succeed. Returns its standard output.
+async fn run_ok(program: &std::path::Path, args: &[&str]) -> String {
+    let out = tokio::process::Command::new(program)
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
 }
