@@ -58,7 +58,8 @@ lint:
 	cargo clippy --all-targets -- -D warnings
 
 unit-and-integration: fixtures
-	cargo test
+	@# the tests' common parent directory goes too once they are done (each test removes its own)
+	cargo test; rc=$$?; rmdir /run/berth-test 2>/dev/null; exit $$rc
 
 ## test-release: the release build runs a container; its peak RSS stays within 3 MiB
 test-release: build fixtures

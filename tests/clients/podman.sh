@@ -7,7 +7,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 berth=$(realpath "${1:?berth binary}")
 
 T=$(mktemp -d /run/berth-e2e-podman.XXXXXX)
-remember_paths /run/containers /var/lib/containers /etc/containers/networks /run/libpod
+# podman calls berth without --root: berth's default state root /run/berth is this run's too
+remember_paths /run/containers /var/lib/containers /etc/containers/networks /run/libpod /run/berth
 export CONTAINERS_CONF=$T/containers.conf CONTAINERS_STORAGE_CONF=$T/storage.conf CONTAINERS_REGISTRIES_CONF=$T/registries.conf
 cleanup() {
     podman rm -af -t 0 >/dev/null 2>&1 || true
