@@ -66,6 +66,22 @@ pub struct Paths {
         default_value = "/var/lib/berth/cni/networks"
     )]
     cni_ipam_dir: PathBuf,
+    /// Bridge of berth's default network (used when the CNI config dir has no configuration).
+    #[arg(
+        long = "default-network-bridge",
+        global = true,
+        env = "BERTH_DEFAULT_BRIDGE",
+        default_value = "berth0"
+    )]
+    default_bridge: String,
+    /// IPv4 subnet of berth's default network; its first address is the bridge's.
+    #[arg(
+        long = "default-network-subnet",
+        global = true,
+        env = "BERTH_DEFAULT_SUBNET",
+        default_value = "10.77.0.0/16"
+    )]
+    default_subnet: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -170,6 +186,8 @@ fn runtime(
                 .map(PathBuf::from)
                 .collect(),
             ipam_dir: p.cni_ipam_dir.clone(),
+            default_bridge: p.default_bridge.clone(),
+            default_subnet: p.default_subnet.clone(),
         },
         cgroup_parent: p.cgroup_parent.clone(),
         ..Options::default()

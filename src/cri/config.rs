@@ -16,6 +16,8 @@
 //! conf_dir = "/etc/cni/net.d"
 //! plugin_dirs = ["/usr/lib/cni", "/opt/cni/bin"]
 //! ipam_dir = "/var/lib/berth/cni/networks"
+//! default_bridge = "berth0"           # berth's default network, used when conf_dir has none
+//! default_subnet = "10.77.0.0/16"
 //!
 //! [registry]
 //! insecure = ["registry.lan:5000"]
@@ -52,6 +54,8 @@ pub struct Cni {
     pub conf_dir: PathBuf,
     pub plugin_dirs: Vec<PathBuf>,
     pub ipam_dir: PathBuf,
+    pub default_bridge: String,
+    pub default_subnet: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -77,6 +81,8 @@ impl Default for Cni {
             conf_dir: d.conf_dir,
             plugin_dirs: d.plugin_dirs,
             ipam_dir: d.ipam_dir,
+            default_bridge: d.default_bridge,
+            default_subnet: d.default_subnet,
         }
     }
 }
@@ -175,6 +181,8 @@ impl Config {
                 conf_dir: self.cni.conf_dir.clone(),
                 plugin_dirs: self.cni.plugin_dirs.clone(),
                 ipam_dir: self.cni.ipam_dir.clone(),
+                default_bridge: self.cni.default_bridge.clone(),
+                default_subnet: self.cni.default_subnet.clone(),
             },
             cgroup_parent: self.cgroup_parent.clone(),
             ..Default::default()

@@ -887,30 +887,77 @@ mod tests {
     }
 }
 
-/// Bring the loopback interface of the current network namespace up (a new one starts with it
-/// down; runc and crun bring it up, and pods rely on it).
-pub fn loopback_up() -> io::Result<()> {
+/// An AF_INET datagram socket: the handle interface ioctls need.
+fn inet_socket() -> io::Result<OwnedFd> {
     // SAFETY: socket() with integer arguments returns a new fd we own.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: fd was just created and is owned by nobody else.
-    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// An ifreq naming an interface (names longer than IFNAMSIZ - 1 are refused).
+fn ifreq(name: &str) -> io::Result<libc::ifreq> {
     // SAFETY: ifreq is plain data; zeroed is a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (i, b) in b"lo".iter().enumerate() {
-        req.ifr_name[i] = *b as libc::c_char;
+    if name.len() >= req.ifr_name.len() || name.as_bytes().contains(&0) {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
     }
+    for (i, b) in name.bytes().enumerate() {
+        req.ifr_name[i] = b as libc::c_char;
+    }
+    Ok(req)
+}
+
+/// Set an interface of the current network namespace up or down.
+fn set_link_up(sock: &OwnedFd, name: &str, up: bool) -> io::Result<()> {
+    let mut req = ifreq(name)?;
     // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the ifreq we own, which outlives the calls.
     unsafe {
         if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut req) < 0 {
             return Err(io::Error::last_os_error());
         }
-        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if up {
+            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        } else {
+            req.ifr_ifru.ifru_flags &= !(libc::IFF_UP as libc::c_short);
+        }
         if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as _, &req) < 0 {
             return Err(io::Error::last_os_error());
         }
     }
     Ok(())
+}
+
+/// Bring the loopback interface of the current network namespace up (a new one starts with it
+/// down; runc and crun bring it up, and pods rely on it).
+pub fn loopback_up() -> io::Result<()> {
+    set_link_up(&inet_socket()?, "lo", true)
+}
+
+/// Delete a bridge of the current network namespace; `Ok(false)` when there is none of that
+/// name. Its ports are released by the kernel.
+pub fn delete_bridge(name: &str) -> io::Result<bool> {
+    // linux/sockios.h (libc defines it for Android only)
+    const SIOCBRDELBR: libc::c_ulong = 0x89a1;
+    let sock = inet_socket()?;
+    // the kernel refuses to delete a bridge that is up (EBUSY)
+    match set_link_up(&sock, name, false) {
+        Err(e) if e.raw_os_error() == Some(libc::ENODEV) => return Ok(false),
+        r => r?,
+    }
+    let cname =
+        std::ffi::CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: SIOCBRDELBR reads a NUL-terminated name from the pointer, which outlives the call.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), SIOCBRDELBR as _, cname.as_ptr()) } < 0 {
+        let e = io::Error::last_os_error();
+        return if e.raw_os_error() == Some(libc::ENXIO) {
+            Ok(false)
+        } else {
+            Err(e)
+        };
+    }
+    Ok(true)
 }

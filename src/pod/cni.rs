@@ -2,9 +2,10 @@
 //!
 //! The network is the first configuration of the config dir (`.conflist`, `.conf` or `.json`,
 //! by file name, as kubelet picks it), or berth's own default: a bridge `berth0` on
-//! 10.77.0.0/16 (podman uses 10.88.0.0/16), host-local IPAM, portmap for hostPorts and
-//! firewall rules. ADD runs the chain in order, each plugin given the previous result; DEL runs
-//! it in reverse with the cached result; a failed ADD deletes what it added.
+//! 10.77.0.0/16 (podman uses 10.88.0.0/16), host-local IPAM, and portmap for pods with
+//! hostPorts; its masquerade and forward rules are written once per network (`hostnet`), not
+//! per pod. ADD runs the chain in order, each plugin given the previous result; DEL runs it in
+//! reverse with the cached result; a failed ADD deletes what it added.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,14 +15,28 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::error::{Error, Result, io};
+use super::hostnet::{self, HostRules};
 
-/// Where configurations and plugins are.
+/// Where configurations and plugins are, and berth's default network.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CniPaths {
     pub conf_dir: PathBuf,
     pub plugin_dirs: Vec<PathBuf>,
     /// host-local IPAM leases of the default network.
     pub ipam_dir: PathBuf,
+    /// The default network's bridge.
+    #[serde(default = "default_bridge")]
+    pub default_bridge: String,
+    /// The default network's IPv4 subnet; its first address is the gateway (the bridge).
+    #[serde(default = "default_subnet")]
+    pub default_subnet: String,
+}
+
+fn default_bridge() -> String {
+    DEFAULT_BRIDGE.into()
+}
+fn default_subnet() -> String {
+    DEFAULT_SUBNET.into()
 }
 
 impl Default for CniPaths {
@@ -30,6 +45,8 @@ impl Default for CniPaths {
             conf_dir: "/etc/cni/net.d".into(),
             plugin_dirs: vec!["/usr/lib/cni".into(), "/opt/cni/bin".into()],
             ipam_dir: "/var/lib/berth/cni/networks".into(),
+            default_bridge: default_bridge(),
+            default_subnet: default_subnet(),
         }
     }
 }
@@ -42,30 +59,73 @@ pub struct Network {
     pub plugins: Vec<Value>,
     /// Where it came from (a file, or "berth default").
     pub source: String,
+    /// berth's default network: masquerade and forward rules kept while a pod is on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_rules: Option<HostRules>,
 }
 
 /// The default network's subnet.
 pub const DEFAULT_SUBNET: &str = "10.77.0.0/16";
 pub const DEFAULT_BRIDGE: &str = "berth0";
 
-/// berth's default network.
-pub fn default_network(paths: &CniPaths) -> Network {
-    Network {
+/// berth's default network; portmap is in the chain only for a pod with hostPorts (it has
+/// nothing to do otherwise, and each plugin run costs milliseconds).
+pub fn default_network(paths: &CniPaths, host_ports: bool) -> Result<Network> {
+    let (subnet, gateway) = parse_subnet(&paths.default_subnet)?;
+    let bridge = &paths.default_bridge;
+    if bridge.is_empty()
+        || bridge.len() > 15
+        || !bridge
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(Error::Invalid(format!(
+            "default network bridge {bridge:?}: want 1 to 15 letters, digits, '-' or '_'"
+        )));
+    }
+    let mut plugins = vec![
+        json!({"type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": false, "hairpinMode": true,
+            "ipam": {"type": "host-local", "ranges": [[{"subnet": subnet, "gateway": gateway}]],
+                     "routes": [{"dst": "0.0.0.0/0"}], "dataDir": paths.ipam_dir}}),
+    ];
+    if host_ports {
+        plugins.push(json!({"type": "portmap", "capabilities": {"portMappings": true}}));
+    }
+    Ok(Network {
         name: "berth".into(),
         cni_version: "1.0.0".into(),
-        plugins: vec![
-            json!({"type": "bridge", "bridge": DEFAULT_BRIDGE, "isGateway": true, "ipMasq": true, "hairpinMode": true,
-                "ipam": {"type": "host-local", "ranges": [[{"subnet": DEFAULT_SUBNET, "gateway": "10.77.0.1"}]],
-                         "routes": [{"dst": "0.0.0.0/0"}], "dataDir": paths.ipam_dir}}),
-            json!({"type": "portmap", "capabilities": {"portMappings": true}}),
-            json!({"type": "firewall"}),
-        ],
+        plugins,
         source: "berth default".into(),
-    }
+        host_rules: Some(HostRules {
+            bridge: bridge.clone(),
+            subnet: subnet.clone(),
+            state_dir: paths.ipam_dir.clone(),
+        }),
+    })
 }
 
-/// Load the network: the first configuration file of the config dir, else the default.
-pub fn load(paths: &CniPaths) -> Result<Network> {
+/// An IPv4 subnet `a.b.c.d/n` (n from 8 to 30) → (the subnet with host bits cleared, its first
+/// address as the gateway).
+fn parse_subnet(s: &str) -> Result<(String, String)> {
+    let bad = |why: &str| Error::Invalid(format!("default network subnet {s:?}: {why}"));
+    let (addr, len) = s
+        .split_once('/')
+        .ok_or_else(|| bad("want a.b.c.d/prefix"))?;
+    let addr: std::net::Ipv4Addr = addr.parse().map_err(|_| bad("not an IPv4 address"))?;
+    let len: u32 = len.parse().map_err(|_| bad("bad prefix length"))?;
+    if !(8..=30).contains(&len) {
+        return Err(bad("prefix length must be 8 to 30"));
+    }
+    let net = u32::from(addr) & (u32::MAX << (32 - len));
+    Ok((
+        format!("{}/{len}", std::net::Ipv4Addr::from(net)),
+        std::net::Ipv4Addr::from(net + 1).to_string(),
+    ))
+}
+
+/// Load the network: the first configuration file of the config dir, else the default
+/// (`host_ports`: the pod maps host ports).
+pub fn load(paths: &CniPaths, host_ports: bool) -> Result<Network> {
     let mut files: Vec<PathBuf> = match std::fs::read_dir(&paths.conf_dir) {
         Ok(rd) => rd
             .flatten()
@@ -87,7 +147,7 @@ pub fn load(paths: &CniPaths) -> Result<Network> {
     };
     files.sort();
     let Some(f) = files.first() else {
-        return Ok(default_network(paths));
+        return default_network(paths, host_ports);
     };
     let text = std::fs::read_to_string(f).map_err(io(format!("read {}", f.display())))?;
     let v: Value =
@@ -119,6 +179,7 @@ pub fn load(paths: &CniPaths) -> Result<Network> {
         cni_version: version,
         plugins,
         source: f.display().to_string(),
+        host_rules: None,
     })
 }
 
@@ -272,6 +333,16 @@ fn exec(
 
 /// ADD the pod to the network; on failure, what was added is deleted again.
 pub fn add(paths: &CniPaths, net: &Network, att: &Attachment) -> Result<Cached> {
+    let Some(rules) = &net.host_rules else {
+        return add_chain(paths, net, att);
+    };
+    hostnet::join(&net.name, rules, || add_chain(paths, net, att)).inspect_err(|_| {
+        // the network may be empty again (this pod was its first)
+        let _ = hostnet::leave(&net.name, rules);
+    })
+}
+
+fn add_chain(paths: &CniPaths, net: &Network, att: &Attachment) -> Result<Cached> {
     let mut prev: Option<Value> = None;
     for (i, p) in net.plugins.iter().enumerate() {
         match exec(paths, "ADD", net, p, att, prev.as_ref()) {
@@ -300,6 +371,11 @@ pub fn del(paths: &CniPaths, cached: &Cached) -> Result<()> {
     let prev = (!cached.result.is_null()).then_some(&cached.result);
     for p in cached.network.plugins.iter().rev() {
         if let Err(e) = exec(paths, "DEL", &cached.network, p, &cached.attachment, prev) {
+            first.get_or_insert(e);
+        }
+    }
+    if let Some(rules) = &cached.network.host_rules {
+        if let Err(e) = hostnet::leave(&cached.network.name, rules) {
             first.get_or_insert(e);
         }
     }
@@ -333,7 +409,7 @@ mod tests {
     #[test]
     fn runtime_config_only_for_declared_capabilities() {
         let paths = CniPaths::default();
-        let net = default_network(&paths);
+        let net = default_network(&paths, true).unwrap();
         let att = Attachment {
             container_id: "c".into(),
             netns: "/x".into(),
@@ -347,5 +423,54 @@ mod tests {
         let pm = plugin_conf(&net, &net.plugins[1], &att, Some(&json!({"ips": []})));
         assert_eq!(pm["runtimeConfig"]["portMappings"][0]["hostPort"], 8080);
         assert_eq!(pm["prevResult"], json!({"ips": []}));
+    }
+
+    #[test]
+    fn default_network_only_runs_portmap_for_host_ports() {
+        let paths = CniPaths::default();
+        let types = |n: Network| -> Vec<String> {
+            n.plugins
+                .iter()
+                .map(|p| p["type"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(types(default_network(&paths, false).unwrap()), ["bridge"]);
+        assert_eq!(
+            types(default_network(&paths, true).unwrap()),
+            ["bridge", "portmap"]
+        );
+        let n = default_network(&paths, false).unwrap();
+        assert_eq!(n.plugins[0]["ipMasq"], false);
+        assert_eq!(n.plugins[0]["ipam"]["ranges"][0][0]["gateway"], "10.77.0.1");
+        assert_eq!(n.host_rules.unwrap().subnet, "10.77.0.0/16");
+    }
+
+    #[test]
+    fn default_subnet_is_validated() {
+        assert_eq!(
+            parse_subnet("10.81.3.7/24").unwrap(),
+            ("10.81.3.0/24".into(), "10.81.3.1".into())
+        );
+        for bad in [
+            "10.0.0.0",
+            "10.0.0.0/31",
+            "10.0.0.0/4",
+            "fd00::/64",
+            "10.0.0.300/16",
+            "10.0.0.0/x",
+        ] {
+            let e = parse_subnet(bad).unwrap_err().to_string();
+            assert!(e.contains(bad), "{e}");
+        }
+        let paths = CniPaths {
+            default_bridge: "a-name-that-is-too-long".into(),
+            ..CniPaths::default()
+        };
+        assert!(
+            default_network(&paths, false)
+                .unwrap_err()
+                .to_string()
+                .contains("default network bridge")
+        );
     }
 }

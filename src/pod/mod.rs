@@ -22,6 +22,7 @@ pub mod cni;
 pub mod config;
 pub mod container;
 pub mod error;
+pub mod hostnet;
 pub mod logs;
 pub mod manifest;
 pub mod monitor;
@@ -332,7 +333,40 @@ impl Runtime {
         };
         undo.push(Undo::Namespaces(dir.0.clone()));
         netns::create(&dir.0, &spec)?;
-        // 2. the pod's cgroup
+        // 2. the network, in a thread of its own: the CNI plugins are most of a pod's start
+        //    on a bridge, and the steps up to the monitor do not need the pod's address
+        std::thread::scope(|scope| {
+            let network = (!cfg.host_network)
+                .then(|| scope.spawn(|| attach_network(&self.opts.cni, id, dir, cfg)));
+            let local = self.sandbox_local_steps(id, dir, cfg, &hostname, supervised, undo);
+            // joined, and its undo recorded, whatever the other steps did
+            let cached = network
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(Error::Invalid("the CNI thread panicked".into())))
+                })
+                .transpose();
+            if let Ok(Some(c)) = &cached {
+                undo.push(Undo::Network(Box::new(c.clone())));
+            }
+            let mut rec = local?;
+            rec.ips = cached?.map(|c| c.ips()).unwrap_or_default();
+            finish_sandbox(dir, &hostname, rec)
+        })
+    }
+
+    /// The sandbox's steps that do not need its network: cgroup, files, volumes, the record
+    /// (not ready yet) and the monitor.
+    fn sandbox_local_steps(
+        &self,
+        id: &str,
+        dir: &PodDir,
+        cfg: &PodConfig,
+        hostname: &str,
+        supervised: bool,
+        undo: &mut Vec<Undo>,
+    ) -> Result<PodRecord> {
+        // the pod's cgroup
         let cg = cgroup::pod_path(
             Some(
                 cfg.cgroup_parent
@@ -351,7 +385,7 @@ impl Runtime {
         )
         .map_err(io("record the pod's cgroup"))?;
         undo.push(Undo::Cgroup(cg.clone(), created));
-        // 3. files and volumes
+        // files and volumes
         nix::mount::mount(
             Some("shm"),
             &dir.shm(),
@@ -389,49 +423,7 @@ impl Runtime {
         fs::write(dir.0.join("hostname"), format!("{hostname}\n")).map_err(io("write hostname"))?;
         fs::write(dir.0.join("resolv.conf"), resolv_conf(cfg.dns.as_ref()))
             .map_err(io("write resolv.conf"))?;
-        // 4. network
-        let mut ips = Vec::new();
-        if !cfg.host_network {
-            let net = cni::load(&self.opts.cni)?;
-            let att = cni::Attachment {
-                container_id: id.to_string(),
-                netns: dir.0.join("net"),
-                ifname: "eth0".into(),
-                args: vec![
-                    ("IgnoreUnknown".into(), "1".into()),
-                    ("K8S_POD_NAMESPACE".into(), cfg.namespace.clone()),
-                    ("K8S_POD_NAME".into(), cfg.name.clone()),
-                    ("K8S_POD_INFRA_CONTAINER_ID".into(), id.to_string()),
-                    ("K8S_POD_UID".into(), cfg.uid.clone()),
-                ],
-                runtime_config: json!({"portMappings": cfg.port_mappings.iter().map(|p| {
-                    let mut m = json!({"hostPort": p.host_port, "containerPort": p.container_port, "protocol": p.protocol});
-                    if let Some(ip) = &p.host_ip { m["hostIP"] = json!(ip); }
-                    m
-                }).collect::<Vec<_>>()}),
-            };
-            // what DEL needs is on disk before ADD runs, for a recovery after a crash
-            let pending = dir.0.join("network.pending.json");
-            cni::save(
-                &pending,
-                &cni::Cached {
-                    network: net.clone(),
-                    attachment: att.clone(),
-                    result: serde_json::Value::Null,
-                },
-            )?;
-            let cached = cni::add(&self.opts.cni, &net, &att)?;
-            cni::save(&dir.network(), &cached)?;
-            let _ = fs::remove_file(&pending);
-            ips = cached.ips();
-            undo.push(Undo::Network(Box::new(cached)));
-        }
-        fs::write(
-            dir.0.join("hosts"),
-            hosts_file(&hostname, ips.first().map(String::as_str)),
-        )
-        .map_err(io("write hosts"))?;
-        // 5. the record, then the monitor
+        // the record, then the monitor
         let log_dir = cfg.log_directory.clone().unwrap_or_else(|| {
             self.opts
                 .log_root
@@ -442,7 +434,7 @@ impl Runtime {
             config: cfg.clone(),
             created: state::now(),
             state: PodState::NotReady,
-            ips,
+            ips: Vec::new(),
             cgroup: cg,
             log_dir,
             supervised,
@@ -452,10 +444,7 @@ impl Runtime {
         write_json(&dir.record(), &rec)?;
         undo.push(Undo::Monitor(dir.clone()));
         self.spawn_monitor(dir)?;
-        let mut rec = rec;
-        rec.state = PodState::Ready;
-        write_json(&dir.record(), &rec)?;
-        fs::remove_file(dir.0.join(CREATING)).map_err(io("mark the pod as created"))
+        Ok(rec)
     }
 
     /// Roll back what a killed caller left half-made: pods still marked as being created
@@ -1444,6 +1433,63 @@ impl Runtime {
         }
         Ok(id)
     }
+}
+
+/// A pod's CNI ADD (what DEL needs is on disk before the plugins run, for a recovery after a
+/// crash).
+fn attach_network(
+    paths: &cni::CniPaths,
+    id: &str,
+    dir: &PodDir,
+    cfg: &PodConfig,
+) -> Result<cni::Cached> {
+    let net = cni::load(paths, !cfg.port_mappings.is_empty())?;
+    let att = cni::Attachment {
+        container_id: id.to_string(),
+        netns: dir.0.join("net"),
+        ifname: "eth0".into(),
+        args: vec![
+            ("IgnoreUnknown".into(), "1".into()),
+            ("K8S_POD_NAMESPACE".into(), cfg.namespace.clone()),
+            ("K8S_POD_NAME".into(), cfg.name.clone()),
+            ("K8S_POD_INFRA_CONTAINER_ID".into(), id.to_string()),
+            ("K8S_POD_UID".into(), cfg.uid.clone()),
+        ],
+        runtime_config: json!({"portMappings": cfg.port_mappings.iter().map(|p| {
+                let mut m = json!({"hostPort": p.host_port, "containerPort": p.container_port, "protocol": p.protocol});
+                if let Some(ip) = &p.host_ip { m["hostIP"] = json!(ip); }
+                m
+            }).collect::<Vec<_>>()}),
+    };
+    // what DEL needs is on disk before ADD runs, for a recovery after a crash
+    let pending = dir.0.join("network.pending.json");
+    cni::save(
+        &pending,
+        &cni::Cached {
+            network: net.clone(),
+            attachment: att.clone(),
+            result: serde_json::Value::Null,
+        },
+    )?;
+    let cached = cni::add(paths, &net, &att)?;
+    if let Err(e) = cni::save(&dir.network(), &cached) {
+        let _ = cni::del(paths, &cached);
+        return Err(e);
+    }
+    let _ = fs::remove_file(&pending);
+    Ok(cached)
+}
+
+/// The sandbox's last steps, once its address is known: /etc/hosts, and the record says ready.
+fn finish_sandbox(dir: &PodDir, hostname: &str, mut rec: PodRecord) -> Result<()> {
+    fs::write(
+        dir.0.join("hosts"),
+        hosts_file(hostname, rec.ips.first().map(String::as_str)),
+    )
+    .map_err(io("write hosts"))?;
+    rec.state = PodState::Ready;
+    write_json(&dir.record(), &rec)?;
+    fs::remove_file(dir.0.join(CREATING)).map_err(io("mark the pod as created"))
 }
 
 /// Does `pid` run (a zombie does not: it waits for a parent that may be slow to reap it)?

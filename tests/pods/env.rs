@@ -25,7 +25,19 @@ pub struct PodEnv {
 }
 
 impl PodEnv {
+    /// A test world whose pods use its own CNI configuration (a bridge plugin with ipMasq,
+    /// portmap and firewall: per-pod rules, as third-party configurations have them).
     pub fn new(name: &str) -> PodEnv {
+        Self::make(name, true)
+    }
+
+    /// A test world with no CNI configuration: its pods use berth's default network, with
+    /// this test's own bridge and /24.
+    pub fn default_network(name: &str) -> PodEnv {
+        Self::make(name, false)
+    }
+
+    fn make(name: &str, conflist: bool) -> PodEnv {
         let n = N.fetch_add(1, Ordering::SeqCst);
         let dir = test_base().join(format!("pod-{name}-{}-{n}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
@@ -43,7 +55,9 @@ impl PodEnv {
                 {"type": "firewall"}
             ]
         });
-        fs::write(dir.join("net.d/10-test.conflist"), conf.to_string()).unwrap();
+        if conflist {
+            fs::write(dir.join("net.d/10-test.conflist"), conf.to_string()).unwrap();
+        }
         PodEnv {
             root: dir.join("run"),
             dir,
@@ -65,7 +79,9 @@ impl PodEnv {
             .env("BERTH_DATA_ROOT", self.dir.join("data"))
             .env("BERTH_LOG_ROOT", self.dir.join("logs"))
             .env("BERTH_CNI_CONF_DIR", self.dir.join("net.d"))
-            .env("BERTH_CNI_IPAM_DIR", self.dir.join("ipam-default"))
+            .env("BERTH_CNI_IPAM_DIR", self.ipam_default())
+            .env("BERTH_DEFAULT_BRIDGE", &self.bridge)
+            .env("BERTH_DEFAULT_SUBNET", format!("{}.0/24", self.net))
             .env("BERTH_CGROUP_PARENT", self.cgroup_parent())
             .env("REGISTRY_AUTH_FILE", self.dir.join("no-auth.json"))
             .args(args)
@@ -211,6 +227,49 @@ impl PodEnv {
         )
     }
 
+    /// The comment on the default network's jump rules (see src/pod/hostnet.rs).
+    pub fn rules_comment(&self) -> String {
+        format!("berth network {}", self.bridge)
+    }
+
+    /// What a panicking default-network test may leave: its jump rules and chains.
+    fn remove_host_rules(&self) {
+        let ipt = |args: &[&str]| {
+            Command::new("iptables")
+                .arg("-w")
+                .args(args)
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let (c, subnet) = (self.rules_comment(), format!("{}.0/24", self.net));
+        let (nat, fwd) = (
+            format!("BERTH-NAT-{}", self.bridge),
+            format!("BERTH-FWD-{}", self.bridge),
+        );
+        #[rustfmt::skip]
+        let jumps = [
+            ("nat", vec!["POSTROUTING", "-s", &subnet, "-m", "comment", "--comment", &c, "-j", &nat], &nat),
+            ("filter", vec!["FORWARD", "-m", "comment", "--comment", &c, "-j", &fwd], &fwd),
+        ];
+        for (table, jump, chain) in jumps {
+            for _ in 0..16 {
+                let mut a = vec!["-t", table, "-D"];
+                a.extend(&jump);
+                if !ipt(&a) {
+                    break;
+                }
+            }
+            ipt(&["-t", table, "-F", chain]);
+            ipt(&["-t", table, "-X", chain]);
+        }
+    }
+
+    /// The IPAM (and host rules) directory of berth's default network.
+    pub fn ipam_default(&self) -> PathBuf {
+        self.dir.join("ipam-default")
+    }
+
     pub fn pod_dir(&self, pod_id: &str) -> PathBuf {
         self.root.join("pods").join(pod_id)
     }
@@ -223,6 +282,7 @@ impl Drop for PodEnv {
                 let id = e.file_name().to_string_lossy().into_owned();
                 let _ = self
                     .cmd(&["pod", "rm", "-f", &id])
+                    .stdout(Stdio::null())
                     .stderr(Stdio::null())
                     .status();
             }
@@ -231,6 +291,7 @@ impl Drop for PodEnv {
             .args(["link", "del", &self.bridge])
             .stderr(Stdio::null())
             .status();
+        self.remove_host_rules();
         for d in super::common::cgroup_dirs_of(&self.cgroup_parent()) {
             let _ = fs::remove_dir(d);
         }

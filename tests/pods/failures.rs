@@ -213,3 +213,68 @@ fn a_failure_part_way_through_creation_leaves_nothing() {
         "mounts left"
     );
 }
+
+#[test]
+fn failures_on_the_default_network_leave_no_rules_nor_bridge() {
+    let e = PodEnv::default_network("defnet-fail");
+    let img = e.image("base");
+    let no_rules = |what: &str| {
+        assert_eq!(
+            iptables_mentioning(&format!("BERTH-NAT-{}", e.bridge)),
+            Vec::<String>::new(),
+            "nat rules left after {what}"
+        );
+        assert_eq!(
+            iptables_mentioning(&format!("BERTH-FWD-{}", e.bridge)),
+            Vec::<String>::new(),
+            "forward rules left after {what}"
+        );
+        assert!(!links().contains(&e.bridge), "bridge left after {what}");
+        assert!(
+            !e.ipam_default().join("berth.rules").exists(),
+            "marker left after {what}"
+        );
+        assert!(
+            fs::read_dir(e.root.join("pods")).unwrap().next().is_none(),
+            "a pod dir was left after {what}"
+        );
+    };
+    // the CNI ADD fails after the network's rules were written (its plugin is missing)
+    let f = e.dir.join("np.yaml");
+    fs::write(
+        &f,
+        format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: np}}\nspec:\n  containers: [{{name: c, image: {img}, command: [sleep, \"1000\"]}}]\n"),
+    )
+    .unwrap();
+    let empty = e.dir.join("no-plugins");
+    fs::create_dir_all(&empty).unwrap();
+    let out = e
+        .cmd(&["pod", "run", f.to_str().unwrap()])
+        .env("BERTH_CNI_PLUGIN_DIRS", &empty)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("plugin \"bridge\" not found"),
+        "{err}"
+    );
+    no_rules("a failed CNI ADD");
+    // a failure after the pod joined the network (runAsNonRoot is checked at container creation)
+    let err = e.run_fails(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: mid}}\nspec:\n  containers:\n  - {{name: root, image: {img}, securityContext: {{runAsNonRoot: true}}}}\n"
+    ));
+    assert!(err.contains("runAsNonRoot"), "{err}");
+    no_rules("a failed container creation");
+    // a bad default subnet is refused by name, before anything is made
+    let out = e
+        .cmd(&["pod", "run", f.to_str().unwrap()])
+        .env("BERTH_DEFAULT_SUBNET", "10.79.0.0/33")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("default network subnet \"10.79.0.0/33\""),
+        "{err}"
+    );
+    no_rules("a bad subnet");
+}
