@@ -1,7 +1,9 @@
 #!/bin/bash
 # Pods, side by side with podman (crun, conmon, netavark) in one run:
 #  - one busybox `sleep` pod, from nothing to its container running: `berth pod run` vs
-#    `podman pod create` + `podman run -d --pod`, with a bridge network and with the host's;
+#    `podman pod create` + `podman run -d --pod`, each on its default bridge network (berth:
+#    CNI bridge + host-local, network rules once per network; podman: netavark), on the host's
+#    network, and (berth only) on a CNI conflist with per-pod rules (bridge ipMasq + firewall);
 #  - 100 pods started at once: total time, and memory per pod beyond the workload (berth: its
 #    pod monitor; podman: the infra container's pause and the conmons).
 # Each side uses its own private directories; everything is removed at the end.
@@ -24,7 +26,9 @@ many=${BENCH_PODS:-100}
 P=$(mktemp -d /run/berth-bench-pods.XXXXXX)
 remember_paths /run/containers /var/lib/containers /etc/containers/networks /run/libpod
 export CONTAINERS_CONF=$P/containers.conf CONTAINERS_STORAGE_CONF=$P/storage.conf CONTAINERS_REGISTRIES_CONF=$P/registries.conf
-export BERTH_DATA_ROOT=$P/data BERTH_LOG_ROOT=$P/logs BERTH_CNI_CONF_DIR=$P/net.d BERTH_CGROUP_PARENT=/berth-bench-pods
+# berth's default network (no CNI configuration), on a bridge and subnet of the bench's own
+export BERTH_DATA_ROOT=$P/data BERTH_LOG_ROOT=$P/logs BERTH_CNI_CONF_DIR=$P/net.d BERTH_CGROUP_PARENT=/berth-bench-pods \
+    BERTH_CNI_IPAM_DIR=$P/ipam BERTH_DEFAULT_BRIDGE=bb0 BERTH_DEFAULT_SUBNET=10.80.0.0/22
 B="$berth --root $P/run"
 netns_before=$(ls /run/netns 2>/dev/null || true)
 podman0_before=$(ip link show podman0 >/dev/null 2>&1 && echo yes || true)
@@ -51,6 +55,15 @@ cleanup() {
         done
     fi
     ip link del bb0 2>/dev/null || true
+    ip link del bb1 2>/dev/null || true
+    # berth removes its network rules with the last pod; these only matter after a crash
+    for t in nat filter; do
+        { iptables -w -t $t -S 2>/dev/null | grep -E '^-A (POSTROUTING|FORWARD) .*"berth network bb0"' | sed 's/^-A/-D/' |
+            while read -r r; do eval iptables -w -t $t "$r"; done; } || true
+        for c in BERTH-NAT-bb0 BERTH-FWD-bb0; do
+            { iptables -w -t $t -F $c && iptables -w -t $t -X $c; } 2>/dev/null || true
+        done
+    done
     for d in /sys/fs/cgroup/*/berth-bench-pods /sys/fs/cgroup/berth-bench-pods; do rmdir "$d" 2>/dev/null || true; done
     unmount_below "$P"
     rm -rf "$P"
@@ -58,12 +71,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# --- berth: image, network, manifests
-mkdir -p "$P/net.d"
-cat > "$P/net.d/10-bench.conflist" <<NET
+# --- berth: image, networks, manifests
+# a CNI configuration as third-party ones are written (per-pod iptables rules by the bridge
+# plugin's ipMasq and by the firewall plugin), for one informative row
+mkdir -p "$P/net.d" "$P/conflist.d"
+cat > "$P/conflist.d/10-bench.conflist" <<NET
 {"cniVersion": "1.0.0", "name": "bench", "plugins": [
-  {"type": "bridge", "bridge": "bb0", "isGateway": true, "ipMasq": true,
-   "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.80.0.0/22"}]], "dataDir": "$P/ipam"}},
+  {"type": "bridge", "bridge": "bb1", "isGateway": true, "ipMasq": true,
+   "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.80.4.0/22"}]], "dataDir": "$P/ipam"}},
   {"type": "portmap", "capabilities": {"portMappings": true}},
   {"type": "firewall"}]}
 NET
@@ -96,20 +111,23 @@ echo "$runs runs per figure, medians; then $many pods at once"
 echo
 json=$P/one.json
 hyperfine -S bash -r "$runs" -w 2 --export-json "$json" \
-    -n "berth, CNI bridge" --prepare "$B pod rm -f bench >/dev/null 2>&1 || true" "$B pod run $P/cni.yaml >/dev/null" \
+    -n "berth, default network (CNI bridge)" --prepare "$B pod rm -f bench >/dev/null 2>&1 || true" "$B pod run $P/cni.yaml >/dev/null" \
     -n "podman, netavark bridge" --prepare "podman pod rm -f -t 0 bench >/dev/null 2>&1 || true" \
         "podman pod create --name bench >/dev/null && podman run -d --pod bench localhost/busybox:bench sleep 100000 >/dev/null" \
     -n "berth, host network" --prepare "$B pod rm -f bench >/dev/null 2>&1 || true" "$B pod run $P/host.yaml >/dev/null" \
     -n "podman, host network" --prepare "podman pod rm -f -t 0 bench >/dev/null 2>&1 || true" \
         "podman pod create --name bench --network host >/dev/null && podman run -d --pod bench localhost/busybox:bench sleep 100000 >/dev/null" \
+    -n "berth, CNI conflist with per-pod rules" --prepare "$B pod rm -f bench >/dev/null 2>&1 || true" \
+        "BERTH_CNI_CONF_DIR=$P/conflist.d $B pod run $P/cni.yaml >/dev/null" \
     >/dev/null
 $B pod rm -f bench >/dev/null 2>&1 || true
 podman pod rm -f -t 0 bench >/dev/null 2>&1 || true
 med() { jq -r ".results[$1].median * 1000" "$json"; }
 div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 printf "%-36s %9s %9s %12s\n" "one pod until its container runs" "berth ms" "podman ms" "berth/podman"
-printf "%-36s %9.1f %9.1f %12s\n" "bridge network (CNI / netavark)" "$(med 0)" "$(med 1)" "$(div "$(med 0)" "$(med 1)")"
+printf "%-36s %9.1f %9.1f %12s\n" "default bridge network" "$(med 0)" "$(med 1)" "$(div "$(med 0)" "$(med 1)")"
 printf "%-36s %9.1f %9.1f %12s\n" "host network" "$(med 2)" "$(med 3)" "$(div "$(med 2)" "$(med 3)")"
+printf "%-36s %9.1f %9.1f %12s\n" "bridge, conflist ipMasq+firewall" "$(med 4)" "$(med 1)" "$(div "$(med 4)" "$(med 1)")"
 echo
 
 # --- many pods at once

@@ -205,11 +205,14 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn wait_port(port: u16, child: &mut Child) {
+fn wait_port(port: u16, child: &mut Child, log: &Path) {
     let t = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         if let Ok(Some(st)) = child.try_wait() {
-            panic!("registry exited at start: {st}");
+            panic!(
+                "registry exited at start: {st}; its log:\n{}",
+                fs::read_to_string(log).unwrap_or_default()
+            );
         }
         assert!(
             t.elapsed() < Duration::from_secs(10),
@@ -278,7 +281,7 @@ impl Registry {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("start docker-registry");
-        wait_port(self.port, &mut child);
+        wait_port(self.port, &mut child, &self.log);
         self.child = Some(child);
     }
 

@@ -45,16 +45,21 @@ impl PodEnv {
         let k = (std::process::id() as usize * 7 + n) % 250 + 1;
         let bridge = format!("bp{k}x{n}");
         let net = format!("10.79.{k}");
-        let conf = serde_json::json!({
-            "cniVersion": "1.0.0", "name": format!("t{k}"),
-            "plugins": [
-                {"type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": true, "hairpinMode": true,
-                 "ipam": {"type": "host-local", "ranges": [[{"subnet": format!("{net}.0/24")}]],
-                          "routes": [{"dst": "0.0.0.0/0"}], "dataDir": dir.join("ipam")}},
-                {"type": "portmap", "capabilities": {"portMappings": true}},
-                {"type": "firewall"}
-            ]
-        });
+        // BERTH_TEST_CNI=plain (the cgroup v2 VM, which has no iptables): bridge and
+        // host-local only, no per-pod rules
+        let plain = std::env::var("BERTH_TEST_CNI").is_ok_and(|v| v == "plain");
+        let mut plugins = vec![serde_json::json!(
+            {"type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": !plain, "hairpinMode": true,
+             "ipam": {"type": "host-local", "ranges": [[{"subnet": format!("{net}.0/24")}]],
+                      "routes": [{"dst": "0.0.0.0/0"}], "dataDir": dir.join("ipam")}})];
+        if !plain {
+            plugins.push(
+                serde_json::json!({"type": "portmap", "capabilities": {"portMappings": true}}),
+            );
+            plugins.push(serde_json::json!({"type": "firewall"}));
+        }
+        let conf =
+            serde_json::json!({"cniVersion": "1.0.0", "name": format!("t{k}"), "plugins": plugins});
         if conflist {
             fs::write(dir.join("net.d/10-test.conflist"), conf.to_string()).unwrap();
         }
@@ -210,13 +215,11 @@ impl PodEnv {
         pid
     }
 
-    /// Ports on this test's bridge (one veth per pod).
+    /// Ports on this test's bridge (one veth per pod), as the kernel lists them.
     pub fn bridge_ports(&self) -> usize {
-        let out = Command::new("ip")
-            .args(["-o", "link", "show", "master", &self.bridge])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).lines().count()
+        fs::read_dir(format!("/sys/class/net/{}/brif", self.bridge))
+            .map(|rd| rd.count())
+            .unwrap_or(0)
     }
 
     /// The parent cgroup of this test's pods.
@@ -288,7 +291,7 @@ impl Drop for PodEnv {
             }
         }
         let _ = Command::new("ip")
-            .args(["link", "del", &self.bridge])
+            .args(["link", "delete", &self.bridge])
             .stderr(Stdio::null())
             .status();
         self.remove_host_rules();
@@ -322,17 +325,10 @@ pub fn iptables_mentioning(needle: &str) -> Vec<String> {
 
 /// Host network interfaces.
 pub fn links() -> Vec<String> {
-    let out = Command::new("ip")
-        .args(["-o", "link", "show"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            l.split(": ")
-                .nth(1)
-                .map(|n| n.split('@').next().unwrap_or(n).to_string())
-        })
+    fs::read_dir("/sys/class/net")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect()
 }
 
