@@ -250,6 +250,8 @@ state_root = "/run/x"
 default_seccomp = "unconfined"
 [cni]
 conf_dir = "/etc/x"
+default_bridge = "cbr0"
+default_subnet = "10.123.0.0/24"
 [registry]
 insecure = ["reg:5000"]
 [registry.mirrors."docker.io"]
@@ -273,6 +275,15 @@ endpoints = ["http://127.0.0.1:5000"]
         );
         let o = c.options();
         assert!(o.pull.insecure.contains(&"127.0.0.1:5000".to_string()));
+        assert_eq!(
+            (o.cni.default_bridge.as_str(), o.cni.default_subnet.as_str()),
+            ("cbr0", "10.123.0.0/24")
+        );
+        let d = Config::parse("").unwrap().options();
+        assert_eq!(
+            (d.cni.default_bridge.as_str(), d.cni.default_subnet.as_str()),
+            ("berth0", "10.77.0.0/16")
+        );
     }
 
     #[test]

@@ -18,7 +18,8 @@
 //! there orders joins (shared: pods join concurrently) against a leave that may tear the
 //! network down (exclusive), so no pod joins a bridge that is being deleted. A marker file
 //! holding the boot ID says the rules are in place (rules do not survive a reboot; the
-//! directory, on /var/lib, does).
+//! directory, on /var/lib, does). As with docker, rules flushed behind berth's back are not
+//! noticed until the network is empty again.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
