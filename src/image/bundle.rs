@@ -16,6 +16,8 @@ use super::store::Store;
 /// Where the bundle's own layer lives.
 const UPPER: &str = ".berth/upper";
 const WORK: &str = ".berth/work";
+/// The snapshots under it (bottom first, one per line), to mount it again.
+const LOWERS: &str = ".berth/lowers";
 
 /// Mount the bundle's rootfs: the snapshots (bottom first) under its own upper directory.
 pub fn mount_rootfs(bundle: &Path, lowers: &[std::path::PathBuf]) -> Result<()> {
@@ -26,11 +28,12 @@ pub fn mount_rootfs(bundle: &Path, lowers: &[std::path::PathBuf]) -> Result<()> 
             err,
         })?;
     }
-    let lower: Vec<String> = lowers
-        .iter()
-        .rev()
-        .map(|p| p.display().to_string())
-        .collect();
+    let bottom_first: Vec<String> = lowers.iter().map(|p| p.display().to_string()).collect();
+    fs::write(bundle.join(LOWERS), bottom_first.join("\n")).map_err(|err| Error::Io {
+        step: format!("write {}/{LOWERS}", bundle.display()),
+        err,
+    })?;
+    let lower: Vec<String> = bottom_first.into_iter().rev().collect();
     let opts = format!(
         "lowerdir={},upperdir={},workdir={}",
         lower.join(":"),
@@ -48,6 +51,30 @@ pub fn mount_rootfs(bundle: &Path, lowers: &[std::path::PathBuf]) -> Result<()> 
         step: format!("mount overlay rootfs on {}", rootfs.display()),
         err: e.into(),
     })
+}
+
+/// Give a bundle's rootfs a fresh writable layer, as a restarted container gets from kubelet
+/// (a new container from the same image): unmount it, empty its upper directory, mount it
+/// again. `Ok(false)`: not an overlay mounted by [`mount_rootfs`] (a flat copy), left alone.
+pub fn reset_rootfs(bundle: &Path) -> Result<bool> {
+    let Ok(text) = fs::read_to_string(bundle.join(LOWERS)) else {
+        return Ok(false);
+    };
+    let lowers: Vec<std::path::PathBuf> = text.lines().map(Into::into).collect();
+    unmount_rootfs(bundle)?;
+    for d in [UPPER, WORK] {
+        match fs::remove_dir_all(bundle.join(d)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::Io {
+                    step: format!("empty {}/{d}", bundle.display()),
+                    err: e,
+                });
+            }
+            _ => {}
+        }
+    }
+    mount_rootfs(bundle, &lowers)?;
+    Ok(true)
 }
 
 /// Unmount a bundle's rootfs (if mounted).

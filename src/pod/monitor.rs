@@ -620,14 +620,20 @@ impl Monitor {
                 let _ = nix::unistd::dup2_stderr(&err_w);
                 let rt = crate::oci::Runtime::new(&oci_root);
                 let _ = rt.delete(id, true);
+                // a restart starts from the image again, with a fresh writable layer
+                let fresh = if attempt > 0 {
+                    crate::image::bundle::reset_rootfs(&rec.bundle).map(|_| ())
+                } else {
+                    Ok(())
+                };
                 let opts = crate::oci::CreateOptions {
                     bundle: rec.bundle.clone(),
                     console_socket: console.as_ref().map(|(_, p)| p.clone()),
                     ..Default::default()
                 };
-                let r = rt
-                    .create(id, &opts)
-                    .map_err(|e| e.to_string())
+                let r = fresh
+                    .map_err(|e| format!("a fresh writable layer: {e}"))
+                    .and_then(|_| rt.create(id, &opts).map_err(|e| e.to_string()))
                     .and_then(|c| {
                         rt.start(id).map(|_| c.pid).map_err(|e| {
                             let _ = rt.delete(id, true);

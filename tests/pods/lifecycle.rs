@@ -68,10 +68,11 @@ fn a_failed_init_container_with_restart_policy_never_fails_the_pod() {
 
 #[test]
 fn restart_policies_restart_with_back_off_and_keep_each_attempts_log() {
+    // each attempt starts from the image with a fresh writable layer, as kubelet's would
     let e = PodEnv::new("restart");
     let img = e.image("base");
     let pod = e.run(&format!(
-        "apiVersion: v1\nkind: Pod\nmetadata: {{name: flappy}}\nspec:\n  restartPolicy: OnFailure\n  containers:\n  - {{name: fails, image: {img}, command: [sh, -c, \"echo attempt; exit 3\"]}}\n  - {{name: done, image: {img}, command: [sh, -c, \"echo finished\"]}}\n"
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: flappy}}\nspec:\n  restartPolicy: OnFailure\n  containers:\n  - {{name: fails, image: {img}, command: [sh, -c, \"if [ -e /left ]; then echo reused; else echo attempt; fi; touch /left; exit 3\"]}}\n  - {{name: done, image: {img}, command: [sh, -c, \"echo finished\"]}}\n"
     ));
     let t = Instant::now();
     let c = loop {
