@@ -23,14 +23,12 @@ rmdir "$root" 2>/dev/null || true # the state root, empty once the container is 
 
 # A pod: two containers from an image in berth's store, sharing one network namespace on
 # berth's default CNI bridge (berth0, 10.77.0.0/16). The client fetches the server's page over
-# 127.0.0.1; everything is removed afterwards.
+# 127.0.0.1; everything is removed afterwards (the network's bridge and rules go with its last
+# pod).
 work=$(mktemp -d /run/berth-demo-pod.XXXXXX)
 export BERTH_DATA_ROOT=$work/data BERTH_LOG_ROOT=$work/logs BERTH_CNI_CONF_DIR=$work/net.d BERTH_CNI_IPAM_DIR=$work/ipam
-had_bridge=$(ip link show berth0 >/dev/null 2>&1 && echo yes || echo no)
 pod_cleanup() {
     "$berth" --root "$work/run" pod rm -f demo >/dev/null 2>&1 || true
-    # the CNI bridge plugin leaves its bridge: remove it if this demo made it
-    if [ "$had_bridge" = no ]; then ip link del berth0 2>/dev/null || true; fi
     rm -rf "$work"
 }
 trap pod_cleanup EXIT

@@ -99,7 +99,7 @@ pub fn default_network(paths: &CniPaths, host_ports: bool) -> Result<Network> {
         host_rules: Some(HostRules {
             bridge: bridge.clone(),
             subnet: subnet.clone(),
-            state_dir: paths.ipam_dir.clone(),
+            state_dir: hostnet::STATE_DIR.into(),
         }),
     })
 }

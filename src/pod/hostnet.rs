@@ -3,8 +3,9 @@
 //!
 //! The CNI bridge plugin's `ipMasq` and the firewall plugin run `iptables` about 20 times for
 //! every pod (with portmap's run, 34 of a pod start's 74 ms in `tests/bench/pods.sh`).
-//! berth's default network leaves both off; instead one `iptables-restore` writes these rules when the first
-//! pod joins the network, and they are removed, with the bridge, when the last pod leaves:
+//! berth's default network leaves both off; instead one `iptables-restore` writes these rules
+//! when the first pod joins the network, and they are removed, with the bridge, when the last
+//! pod leaves:
 //!
 //! ```text
 //! nat     POSTROUTING -s SUBNET -j BERTH-NAT-<bridge>   (comment "berth network <bridge>")
@@ -14,16 +15,22 @@
 //!                             -o <bridge> ctstate RELATED,ESTABLISHED,DNAT ACCEPT
 //! ```
 //!
-//! Who is on the network: host-local's leases in the network's IPAM directory. A lock file
-//! there orders joins (shared: pods join concurrently) against a leave that may tear the
-//! network down (exclusive), so no pod joins a bridge that is being deleted. A marker file
-//! holding the boot ID says the rules are in place (rules do not survive a reboot; the
-//! directory, on /var/lib, does). As with docker, rules flushed behind berth's back are not
-//! noticed until the network is empty again.
+//! The bridge and the rules belong to the host, whichever berth (CLI, daemon, another state
+//! root or IPAM directory) made them, so their bookkeeping is host-wide too, in
+//! [`STATE_DIR`] (a tmpfs: gone with a reboot, as the rules are), per bridge:
+//! - who is on the network: the bridge's ports, as the kernel lists them;
+//! - `<bridge>.lock` orders joins (shared: pods join concurrently) against a leave that may
+//!   tear the network down (exclusive), so no pod joins a bridge that is being deleted; the
+//!   last leave removes the file, so a locker checks that the file it locked is still there;
+//! - `<bridge>.rules` holds the rules written, and says they are in place.
+//!
+//! As with docker, rules flushed behind berth's back are not noticed until the network is
+//! empty again.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -32,6 +39,9 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{Error, Result, io};
 
+/// Where the host side of berth's networks is recorded (see the module's comment).
+pub const STATE_DIR: &str = "/run/berth-networks";
+
 /// A network whose masquerade and forward rules berth keeps while a pod is on it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostRules {
@@ -39,8 +49,7 @@ pub struct HostRules {
     pub bridge: String,
     /// The pods' subnet (`10.77.0.0/16`).
     pub subnet: String,
-    /// host-local's data directory: leases in `<dir>/<network name>/`, and berth's lock and
-    /// marker files next to them.
+    /// Where its lock and marker files are ([`STATE_DIR`]).
     pub state_dir: PathBuf,
 }
 
@@ -54,8 +63,11 @@ impl HostRules {
     fn comment(&self) -> String {
         format!("berth network {}", self.bridge)
     }
-    fn marker(&self, network: &str) -> PathBuf {
-        self.state_dir.join(format!("{network}.rules"))
+    fn marker(&self) -> PathBuf {
+        self.state_dir.join(format!("{}.rules", self.bridge))
+    }
+    fn lock_path(&self) -> PathBuf {
+        self.state_dir.join(format!("{}.lock", self.bridge))
     }
 
     /// `iptables-restore --noflush` input that writes the rules. Declaring a chain that exists
@@ -119,87 +131,101 @@ impl HostRules {
 /// Run `add` (the CNI ADD) as a pod joining the network: the network's rules are written
 /// first if they are not in place.
 pub fn join<T>(network: &str, rules: &HostRules, add: impl FnOnce() -> Result<T>) -> Result<T> {
-    let lock = lock(rules, network, FlockArg::LockShared)?;
-    let boot = boot_id();
-    let marker = rules.marker(network);
-    let current = |m: &Path| fs::read_to_string(m).is_ok_and(|t| t == marker_text(&boot, rules));
-    if !current(&marker) {
-        // the first pod: write the rules while no one else joins or leaves
+    let marker = rules.marker();
+    let current = || fs::read_to_string(&marker).is_ok_and(|t| t == marker_text(rules));
+    let _held = loop {
+        let lock = lock(rules, FlockArg::LockShared)?;
+        if current() {
+            break lock;
+        }
+        // the first pod: write the rules while no one else joins or leaves (the shared lock
+        // is let go for a moment: the network may have been torn down meanwhile)
         lock.relock(FlockArg::LockExclusive)
             .map_err(super::error::sys(format!(
                 "lock {}",
-                lock_path(rules, network).display()
+                rules.lock_path().display()
             )))?;
-        if !current(&marker) {
+        if !still_linked(&lock, &rules.lock_path()) {
+            continue;
+        }
+        if !current() {
             restore(&rules.install_script()).map_err(|e| {
                 Error::Cni(format!("write the host rules of network {network}: {e}"))
             })?;
-            write_marker(&marker, &marker_text(&boot, rules))?;
+            write_marker(&marker, &marker_text(rules))?;
         }
-    }
+        break lock;
+    };
     add()
 }
 
-/// After a pod's CNI DEL: when no pod is left on the network, remove its rules and bridge.
+/// After a pod's CNI DEL: when no pod is left on the network (its bridge has no port), remove
+/// its rules, its bridge and its files.
 pub fn leave(network: &str, rules: &HostRules) -> Result<()> {
-    let _lock = lock(rules, network, FlockArg::LockExclusive)?;
-    let marker = rules.marker(network);
-    if !marker.exists() || leases(&rules.state_dir.join(network)) > 0 {
-        return Ok(());
+    let _lock = lock(rules, FlockArg::LockExclusive)?;
+    let marker = rules.marker();
+    if marker.exists() {
+        if ports(&rules.bridge) > 0 {
+            return Ok(());
+        }
+        teardown(rules)
+            .map_err(|e| Error::Cni(format!("remove the host rules of network {network}: {e}")))?;
+        crate::linux::sys::delete_bridge(&rules.bridge).map_err(io(format!(
+            "delete bridge {} of network {network}",
+            rules.bridge
+        )))?;
+        fs::remove_file(&marker).map_err(io(format!("remove {}", marker.display())))?;
     }
-    teardown(rules)
-        .map_err(|e| Error::Cni(format!("remove the host rules of network {network}: {e}")))?;
-    crate::linux::sys::delete_bridge(&rules.bridge).map_err(io(format!(
-        "delete bridge {} of network {network}",
-        rules.bridge
-    )))?;
-    fs::remove_file(&marker).map_err(io(format!("remove {}", marker.display())))
+    // no rules (torn down just now, or by a leave that came first): the lock file goes too,
+    // while still held; lockers that opened it check that it is still linked
+    let _ = fs::remove_file(rules.lock_path());
+    let _ = fs::remove_dir(&rules.state_dir);
+    Ok(())
 }
 
-fn lock_path(rules: &HostRules, network: &str) -> PathBuf {
-    rules.state_dir.join(format!("{network}.lock"))
+/// Lock the network's lock file, (re)made if a last leave removed it.
+fn lock(rules: &HostRules, arg: FlockArg) -> Result<Flock<OwnedFd>> {
+    let path = rules.lock_path();
+    loop {
+        fs::create_dir_all(&rules.state_dir)
+            .map_err(io(format!("create {}", rules.state_dir.display())))?;
+        let f = match OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+        {
+            // the directory went with a last leave between the two calls
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            r => r.map_err(io(format!("open {}", path.display())))?,
+        };
+        let lock = Flock::lock(OwnedFd::from(f), arg).map_err(|(_, e)| Error::Io {
+            step: format!("lock {}", path.display()),
+            err: e.into(),
+        })?;
+        if still_linked(&lock, &path) {
+            return Ok(lock);
+        }
+    }
 }
 
-fn lock(rules: &HostRules, network: &str, arg: FlockArg) -> Result<Flock<OwnedFd>> {
-    let path = lock_path(rules, network);
-    fs::create_dir_all(&rules.state_dir)
-        .map_err(io(format!("create {}", rules.state_dir.display())))?;
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(io(format!("open {}", path.display())))?;
-    Flock::lock(OwnedFd::from(f), arg).map_err(|(_, e)| Error::Io {
-        step: format!("lock {}", path.display()),
-        err: e.into(),
-    })
+/// Is the locked file still the one at `path` (a last leave unlinks it while holding it)?
+fn still_linked(lock: &Flock<OwnedFd>, path: &Path) -> bool {
+    match (nix::sys::stat::fstat(&**lock), fs::metadata(path)) {
+        (Ok(held), Ok(now)) => held.st_ino == now.ino() && held.st_dev == now.dev(),
+        _ => false,
+    }
 }
 
-/// How many pods hold an address: host-local names each lease file after its address.
-fn leases(dir: &Path) -> usize {
-    fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .filter(|e| {
-                    e.file_name()
-                        .to_str()
-                        .is_some_and(|n| n.parse::<std::net::IpAddr>().is_ok())
-                })
-                .count()
-        })
+/// How many interfaces the bridge has (pods' veths), as the kernel lists them.
+fn ports(bridge: &str) -> usize {
+    fs::read_dir(format!("/sys/class/net/{bridge}/brif"))
+        .map(|rd| rd.count())
         .unwrap_or(0)
 }
 
-fn boot_id() -> String {
-    fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .unwrap_or_default()
-        .trim()
-        .to_string()
-}
-
-fn marker_text(boot: &str, rules: &HostRules) -> String {
-    format!("{boot}\n{}\n", rules.install_script())
+fn marker_text(rules: &HostRules) -> String {
+    rules.install_script()
 }
 
 fn write_marker(path: &Path, text: &str) -> Result<()> {
@@ -329,20 +355,7 @@ mod tests {
     }
 
     #[test]
-    fn leases_count_address_files_only() {
-        let d = std::env::temp_dir().join(format!("berth-leases-{}", std::process::id()));
-        fs::create_dir_all(&d).unwrap();
-        for f in [
-            "10.77.0.2",
-            "10.77.0.3",
-            "lock",
-            "last_reserved_ip.0",
-            "fd00::2",
-        ] {
-            fs::File::create(d.join(f)).unwrap();
-        }
-        assert_eq!(leases(&d), 3);
-        fs::remove_dir_all(&d).unwrap();
-        assert_eq!(leases(&d), 0);
+    fn a_missing_bridge_has_no_ports() {
+        assert_eq!(ports("berth-no-such"), 0);
     }
 }

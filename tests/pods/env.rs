@@ -15,6 +15,9 @@ use super::harness::Registry;
 
 static N: AtomicUsize = AtomicUsize::new(0);
 
+/// berth's host-wide record of its networks' rules (src/pod/hostnet.rs).
+pub const NETWORK_STATE: &str = "/run/berth-networks";
+
 pub struct PodEnv {
     pub dir: PathBuf,
     pub root: PathBuf,
@@ -78,9 +81,17 @@ impl PodEnv {
     }
 
     pub fn cmd(&self, args: &[&str]) -> Command {
+        self.cmd_in(&self.root, args)
+    }
+
+    /// A berth command with another state root (another CLI user, or a daemon, on the same
+    /// host); it must be a directory `run*` of this test's, so that dropping the test world
+    /// removes its pods too.
+    pub fn cmd_in(&self, root: &Path, args: &[&str]) -> Command {
+        assert!(root.starts_with(&self.dir), "{}", root.display());
         let mut c = Command::new(BERTH);
         c.arg("--root")
-            .arg(&self.root)
+            .arg(root)
             .env("BERTH_DATA_ROOT", self.dir.join("data"))
             .env("BERTH_LOG_ROOT", self.dir.join("logs"))
             .env("BERTH_CNI_CONF_DIR", self.dir.join("net.d"))
@@ -235,8 +246,27 @@ impl PodEnv {
         format!("berth network {}", self.bridge)
     }
 
-    /// What a panicking default-network test may leave: its jump rules and chains.
+    /// berth's files about this test's bridge in the host-wide network state dir
+    /// (src/pod/hostnet.rs), sorted.
+    pub fn network_files(&self) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(NETWORK_STATE)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.split('.').next() == Some(self.bridge.as_str()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// What a panicking default-network test may leave: its jump rules and chains, its files.
     fn remove_host_rules(&self) {
+        for f in self.network_files() {
+            let _ = fs::remove_file(Path::new(NETWORK_STATE).join(f));
+        }
+        let _ = fs::remove_dir(NETWORK_STATE);
         let ipt = |args: &[&str]| {
             Command::new("iptables")
                 .arg("-w")
@@ -280,11 +310,16 @@ impl PodEnv {
 
 impl Drop for PodEnv {
     fn drop(&mut self) {
-        if let Ok(rd) = fs::read_dir(self.root.join("pods")) {
-            for e in rd.flatten() {
+        let roots = fs::read_dir(&self.dir).into_iter().flatten().flatten();
+        for root in roots.filter(|r| r.file_name().to_string_lossy().starts_with("run")) {
+            for e in fs::read_dir(root.path().join("pods"))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
                 let id = e.file_name().to_string_lossy().into_owned();
                 let _ = self
-                    .cmd(&["pod", "rm", "-f", &id])
+                    .cmd_in(&root.path(), &["pod", "rm", "-f", &id])
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
                     .status();

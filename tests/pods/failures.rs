@@ -231,8 +231,9 @@ fn failures_on_the_default_network_leave_no_rules_nor_bridge() {
         );
         assert!(!links().contains(&e.bridge), "bridge left after {what}");
         assert!(
-            !e.ipam_default().join("berth.rules").exists(),
-            "marker left after {what}"
+            e.network_files().is_empty(),
+            "{:?} left after {what}",
+            e.network_files()
         );
         assert!(
             fs::read_dir(e.root.join("pods")).unwrap().next().is_none(),

@@ -313,7 +313,7 @@ fn the_default_network_masquerades_with_rules_per_network_not_per_pod() {
     assert_eq!(host_rules(&e), (vec![], vec![]));
     assert!(!links().contains(&e.bridge), "bridge {} left", e.bridge);
     assert_eq!(leases(&e), Vec::<String>::new());
-    assert!(!e.ipam_default().join("berth.rules").exists());
+    assert_eq!(e.network_files(), Vec::<String>::new());
 }
 
 #[test]
@@ -340,6 +340,10 @@ fn pods_joining_and_leaving_the_default_network_at_once_leave_one_set_of_rules_t
     assert_eq!(leases(&e).len(), 6);
     assert_eq!(e.bridge_ports(), 6);
     assert_eq!(host_rules(&e).0.len(), 2, "{:?}", host_rules(&e));
+    assert_eq!(
+        e.network_files(),
+        [format!("{}.lock", e.bridge), format!("{}.rules", e.bridge)]
+    );
     std::thread::scope(|s| {
         for id in &ids {
             let e = &e;
@@ -349,4 +353,44 @@ fn pods_joining_and_leaving_the_default_network_at_once_leave_one_set_of_rules_t
     assert_eq!(host_rules(&e), (vec![], vec![]));
     assert!(!links().contains(&e.bridge));
     assert_eq!(leases(&e), Vec::<String>::new());
+    assert_eq!(e.network_files(), Vec::<String>::new());
+}
+
+#[test]
+fn the_default_network_stays_while_another_state_root_has_a_pod_on_it() {
+    let e = PodEnv::default_network("defnet-roots");
+    let yaml = |name: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  containers: [{{name: c, image: {}, command: [sleep, \"1000\"]}}]\n",
+            e.image("base")
+        )
+    };
+    let mine = e.run(&yaml("mine"));
+    // another berth on the host (its own state root) with a pod on the same network
+    let other_root = e.dir.join("run-other");
+    let f = e.dir.join("other.yaml");
+    std::fs::write(&f, yaml("theirs")).unwrap();
+    let out = e
+        .cmd_in(&other_root, &["pod", "run", f.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let theirs = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(e.bridge_ports(), 2);
+    // the last pod of this root leaves: the other's keeps the bridge and the rules
+    e.ok(&["pod", "rm", "-f", &mine]);
+    assert_eq!(e.bridge_ports(), 1);
+    assert_eq!(host_rules(&e).0.len(), 2);
+    let st = e
+        .cmd_in(&other_root, &["pod", "rm", "-f", &theirs])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(host_rules(&e), (vec![], vec![]));
+    assert!(!links().contains(&e.bridge));
+    assert_eq!(e.network_files(), Vec::<String>::new());
 }
