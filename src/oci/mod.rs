@@ -63,6 +63,15 @@ impl Runtime {
         }
     }
 
+    /// Cache compiled seccomp programs in `dir` rather than under the state root: the pod
+    /// runtime gives each pod a root of its own, and one cache for all of them, so only a
+    /// host's first pod compiles the default profile.
+    pub fn with_seccomp_cache(self, dir: impl Into<PathBuf>) -> Self {
+        Runtime {
+            store: self.store.with_seccomp_cache(dir),
+        }
+    }
+
     /// The state root.
     pub fn root(&self) -> &Path {
         self.store.root()

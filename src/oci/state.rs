@@ -118,6 +118,8 @@ pub struct State {
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    /// Where compiled seccomp programs are cached, if not under `root` (shared by roots).
+    seccomp_cache: Option<PathBuf>,
 }
 
 /// An exclusively or shared-locked container directory.
@@ -147,12 +149,23 @@ pub fn validate_id(id: &str) -> Result<()> {
 impl Store {
     /// Where compiled seccomp programs are cached, keyed by the filter's hash.
     pub fn seccomp_cache(&self) -> PathBuf {
-        self.root.join(".seccomp-cache")
+        self.seccomp_cache
+            .clone()
+            .unwrap_or_else(|| self.root.join(".seccomp-cache"))
     }
 
     /// The store at `root` (created on first use).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Store { root: root.into() }
+        Store {
+            root: root.into(),
+            seccomp_cache: None,
+        }
+    }
+
+    /// Cache seccomp programs in `dir` instead of under the root.
+    pub fn with_seccomp_cache(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.seccomp_cache = Some(dir.into());
+        self
     }
 
     /// The state root.

@@ -618,7 +618,8 @@ impl Monitor {
                 }
                 let _ = nix::unistd::dup2_stdout(&out_w);
                 let _ = nix::unistd::dup2_stderr(&err_w);
-                let rt = crate::oci::Runtime::new(&oci_root);
+                let rt = crate::oci::Runtime::new(&oci_root)
+                    .with_seccomp_cache(self.dir.seccomp_cache());
                 let _ = rt.delete(id, true);
                 // a restart starts from the image again, with a fresh writable layer
                 let fresh = if attempt > 0 {

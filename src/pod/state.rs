@@ -164,6 +164,13 @@ impl PodDir {
     pub fn oci_root(&self) -> PathBuf {
         self.0.join("oci")
     }
+    /// Compiled seccomp programs, shared by the pods of one state root (`<root>/pods/<id>`).
+    pub fn seccomp_cache(&self) -> PathBuf {
+        match self.0.parent().and_then(Path::parent) {
+            Some(root) => root.join("seccomp-cache"),
+            None => self.0.join("seccomp-cache"),
+        }
+    }
     pub fn container(&self, id: &str) -> PathBuf {
         self.0.join("containers").join(id)
     }

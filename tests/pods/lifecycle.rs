@@ -249,3 +249,42 @@ fn events_stream_pod_and_container_changes() {
         assert!(kinds.iter().any(|k| k == want), "no {want} in {kinds:?}");
     }
 }
+
+#[test]
+fn pods_share_one_seccomp_cache_so_only_the_first_compiles() {
+    let e = PodEnv::new("seccache");
+    let yaml = |name: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  hostNetwork: true\n  containers: [{{name: c, image: {}, command: [sleep, \"1000\"]}}]\n",
+            e.image("base")
+        )
+    };
+    let cache = e.root.join("seccomp-cache");
+    let programs = || -> Vec<(std::path::PathBuf, std::time::SystemTime)> {
+        let mut v: Vec<_> = fs::read_dir(&cache)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|f| (f.path(), f.metadata().unwrap().modified().unwrap()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let first = e.run(&yaml("first"));
+    e.pid(&first, "c");
+    let after_first = programs();
+    assert_eq!(after_first.len(), 1, "{after_first:?}");
+    assert!(after_first[0].0.extension().is_some_and(|x| x == "bpf"));
+    let second = e.run(&yaml("second"));
+    let pid = e.pid(&second, "c");
+    // the second pod's container is filtered, by the program the first compiled
+    assert_eq!(super::common::status_field(pid, "Seccomp"), "2");
+    assert_eq!(programs(), after_first, "the program was compiled again");
+    for p in [&first, &second] {
+        assert!(
+            !e.pod_dir(p).join("oci/.seccomp-cache").exists(),
+            "a per-pod cache"
+        );
+    }
+}
