@@ -29,6 +29,10 @@ pub struct Cli {
     /// Log debug messages too.
     #[arg(long, global = true)]
     pub debug: bool,
+    /// Cache compiled seccomp programs here instead of under --root (the pod runtime shares
+    /// one cache among its pods' roots).
+    #[arg(long = "seccomp-cache", global = true, hide = true)]
+    pub seccomp_cache: Option<PathBuf>,
     /// Use systemd to manage cgroups (not implemented: berth writes cgroupfs directly).
     #[arg(long = "systemd-cgroup", global = true)]
     pub systemd_cgroup: bool,
@@ -178,7 +182,7 @@ pub fn main() -> i32 {
         Command::Ps {
             format, id: None, ..
         } => pod::ps(&cli.root, &cli.data_root, &format).map(|_| 0),
-        other => oci::dispatch(other, &cli.root, &logger),
+        other => oci::dispatch(other, &cli.root, cli.seccomp_cache.as_deref(), &logger),
     };
     match result {
         Ok(code) => code,

@@ -215,8 +215,16 @@ fn update_resources(a: &UpdateArgs) -> Result<oci_spec::runtime::LinuxResources>
 }
 
 /// Run one OCI verb; returns the exit code.
-pub fn dispatch(cmd: Command, root: &Path, log: &Logger) -> Result<i32> {
-    let rt = Runtime::new(root);
+pub fn dispatch(
+    cmd: Command,
+    root: &Path,
+    seccomp_cache: Option<&Path>,
+    log: &Logger,
+) -> Result<i32> {
+    let rt = match seccomp_cache {
+        Some(dir) => Runtime::new(root).with_seccomp_cache(dir),
+        None => Runtime::new(root),
+    };
     match cmd {
         Command::Create(a) => {
             let c = rt.create(&a.id, &a.flags.options())?;

@@ -1198,9 +1198,12 @@ impl Runtime {
             return Err(Error::Invalid("exec: no command".into()));
         }
         let mut command = Command::new(&self.opts.berth_binary);
+        let dir = self.pod_dir(&pod.id);
         command
             .arg("--root")
-            .arg(self.pod_dir(&pod.id).oci_root())
+            .arg(dir.oci_root())
+            .arg("--seccomp-cache")
+            .arg(dir.seccomp_cache())
             .arg("exec");
         if tty {
             command.arg("--tty");

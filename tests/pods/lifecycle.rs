@@ -281,6 +281,20 @@ fn pods_share_one_seccomp_cache_so_only_the_first_compiles() {
     // the second pod's container is filtered, by the program the first compiled
     assert_eq!(super::common::status_field(pid, "Seccomp"), "2");
     assert_eq!(programs(), after_first, "the program was compiled again");
+    // processes exec'd into the pods are filtered by the same cached program
+    for p in [&first, &second] {
+        let out = e.ok(&[
+            "pod",
+            "exec",
+            p,
+            "--",
+            "grep",
+            "Seccomp:",
+            "/proc/self/status",
+        ]);
+        assert_eq!(out.trim(), "Seccomp:\t2", "{out}");
+    }
+    assert_eq!(programs(), after_first, "exec compiled the program again");
     for p in [&first, &second] {
         assert!(
             !e.pod_dir(p).join("oci/.seccomp-cache").exists(),
