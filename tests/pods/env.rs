@@ -110,7 +110,12 @@ impl PodEnv {
     }
 
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.berth(args);
+        self.ok_in(&self.root, args)
+    }
+
+    /// [`PodEnv::ok`] with another state root (see [`PodEnv::cmd_in`]).
+    pub fn ok_in(&self, root: &Path, args: &[&str]) -> String {
+        let out = self.cmd_in(root, args).output().unwrap();
         assert!(
             out.status.success(),
             "berth {args:?} failed: {}\n{}",
@@ -118,6 +123,14 @@ impl PodEnv {
             String::from_utf8_lossy(&out.stdout)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A manifest of one pod whose container `c` sleeps (on the host's network if asked).
+    pub fn sleeper(&self, name: &str, host_network: bool) -> String {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  hostNetwork: {host_network}\n  containers: [{{name: c, image: {}, command: [sleep, \"1000\"]}}]\n",
+            self.image("base")
+        )
     }
 
     pub fn fails(&self, args: &[&str]) -> String {

@@ -242,23 +242,21 @@ fn failures_on_the_default_network_leave_no_rules_nor_bridge() {
     };
     // the CNI ADD fails after the network's rules were written (its plugin is missing)
     let f = e.dir.join("np.yaml");
-    fs::write(
-        &f,
-        format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: np}}\nspec:\n  containers: [{{name: c, image: {img}, command: [sleep, \"1000\"]}}]\n"),
-    )
-    .unwrap();
+    fs::write(&f, e.sleeper("np", false)).unwrap();
     let empty = e.dir.join("no-plugins");
     fs::create_dir_all(&empty).unwrap();
-    let out = e
-        .cmd(&["pod", "run", f.to_str().unwrap()])
-        .env("BERTH_CNI_PLUGIN_DIRS", &empty)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && err.contains("plugin \"bridge\" not found"),
-        "{err}"
-    );
+    // `berth pod run` of the manifest, with an environment variable: its error
+    let run_with = |key: &str, value: &str| {
+        let out = e
+            .cmd(&["pod", "run", f.to_str().unwrap()])
+            .env(key, value)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{key}={value}: the pod ran");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = run_with("BERTH_CNI_PLUGIN_DIRS", empty.to_str().unwrap());
+    assert!(err.contains("plugin \"bridge\" not found"), "{err}");
     no_rules("a failed CNI ADD");
     // a failure after the pod joined the network (runAsNonRoot is checked at container creation)
     let err = e.run_fails(&format!(
@@ -267,14 +265,9 @@ fn failures_on_the_default_network_leave_no_rules_nor_bridge() {
     assert!(err.contains("runAsNonRoot"), "{err}");
     no_rules("a failed container creation");
     // a bad default subnet is refused by name, before anything is made
-    let out = e
-        .cmd(&["pod", "run", f.to_str().unwrap()])
-        .env("BERTH_DEFAULT_SUBNET", "10.79.0.0/33")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = run_with("BERTH_DEFAULT_SUBNET", "10.79.0.0/33");
     assert!(
-        !out.status.success() && err.contains("default network subnet \"10.79.0.0/33\""),
+        err.contains("default network subnet \"10.79.0.0/33\""),
         "{err}"
     );
     no_rules("a bad subnet");

@@ -253,12 +253,6 @@ fn events_stream_pod_and_container_changes() {
 #[test]
 fn pods_share_one_seccomp_cache_so_only_the_first_compiles() {
     let e = PodEnv::new("seccache");
-    let yaml = |name: &str| {
-        format!(
-            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  hostNetwork: true\n  containers: [{{name: c, image: {}, command: [sleep, \"1000\"]}}]\n",
-            e.image("base")
-        )
-    };
     let cache = e.root.join("seccomp-cache");
     let programs = || -> Vec<(std::path::PathBuf, std::time::SystemTime)> {
         let mut v: Vec<_> = fs::read_dir(&cache)
@@ -271,12 +265,12 @@ fn pods_share_one_seccomp_cache_so_only_the_first_compiles() {
         v.sort();
         v
     };
-    let first = e.run(&yaml("first"));
+    let first = e.run(&e.sleeper("first", true));
     e.pid(&first, "c");
     let after_first = programs();
     assert_eq!(after_first.len(), 1, "{after_first:?}");
     assert!(after_first[0].0.extension().is_some_and(|x| x == "bpf"));
-    let second = e.run(&yaml("second"));
+    let second = e.run(&e.sleeper("second", true));
     let pid = e.pid(&second, "c");
     // the second pod's container is filtered, by the program the first compiled
     assert_eq!(super::common::status_field(pid, "Seccomp"), "2");

@@ -61,15 +61,23 @@ fn pods_get_their_own_ips_and_reach_each_other_and_the_host_reaches_them() {
     assert!(addr.contains(&format!("inet {ia}/24")), "{addr}");
     let hosts = e.ok(&["pod", "exec", &a, "--", "cat", "/etc/hosts"]);
     assert!(hosts.contains(&format!("{ia}\talpha")), "{hosts}");
-    // pod to pod, over the bridge
+    reach_each_other(&e, &b, &ia, &ib);
+}
+
+/// Pod beta reaches alpha's server over the bridge, and the host reaches beta's (both serve
+/// `hello from <name>` on 8080, see [`server`]).
+fn reach_each_other(e: &PodEnv, beta: &str, alpha_ip: &str, beta_ip: &str) {
     e.wait_exec(
-        &b,
+        beta,
         "web",
-        &["wget", "-qO-", &format!("http://{ia}:8080/index.html")],
+        &[
+            "wget",
+            "-qO-",
+            &format!("http://{alpha_ip}:8080/index.html"),
+        ],
         "hello from alpha",
     );
-    // host to pod
-    assert!(http_get(&format!("{ib}:8080")).contains("hello from beta"));
+    assert!(http_get(&format!("{beta_ip}:8080")).contains("hello from beta"));
 }
 
 #[test]
@@ -282,13 +290,7 @@ fn the_default_network_masquerades_with_rules_per_network_not_per_pod() {
         );
     }
     // pod to pod, host to pod, and a hostPort (portmap runs for the pod that has one)
-    e.wait_exec(
-        &b,
-        "web",
-        &["wget", "-qO-", &format!("http://{ia}:8080/index.html")],
-        "hello from alpha",
-    );
-    assert!(http_get(&format!("{ib}:8080")).contains("hello from beta"));
+    reach_each_other(&e, &b, &ia, &ib);
     assert!(http_get(&format!("{}.1:{port}", e.net)).contains("hello from alpha"));
     // out of the pod's subnet, connections are masqueraded to the host's address
     let outside = e.net.replacen("10.79.", "10.78.", 1);
@@ -319,20 +321,13 @@ fn the_default_network_masquerades_with_rules_per_network_not_per_pod() {
 #[test]
 fn pods_joining_and_leaving_the_default_network_at_once_leave_one_set_of_rules_then_none() {
     let e = PodEnv::default_network("defnet-race");
-    let img = e.image("base");
     // the image is pulled once, before the race
-    e.run(&format!(
-        "apiVersion: v1\nkind: Pod\nmetadata: {{name: p0}}\nspec:\n  hostNetwork: true\n  containers: [{{name: c, image: {img}, command: [sleep, \"1000\"]}}]\n"
-    ));
+    e.run(&e.sleeper("p0", true));
     let ids: Vec<String> = std::thread::scope(|s| {
         let hs: Vec<_> = (1..=6)
             .map(|i| {
-                let (e, img) = (&e, &img);
-                s.spawn(move || {
-                    e.run(&format!(
-                        "apiVersion: v1\nkind: Pod\nmetadata: {{name: p{i}}}\nspec:\n  containers: [{{name: c, image: {img}, command: [sleep, \"1000\"]}}]\n"
-                    ))
-                })
+                let e = &e;
+                s.spawn(move || e.run(&e.sleeper(&format!("p{i}"), false)))
             })
             .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
@@ -359,37 +354,21 @@ fn pods_joining_and_leaving_the_default_network_at_once_leave_one_set_of_rules_t
 #[test]
 fn the_default_network_stays_while_another_state_root_has_a_pod_on_it() {
     let e = PodEnv::default_network("defnet-roots");
-    let yaml = |name: &str| {
-        format!(
-            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  containers: [{{name: c, image: {}, command: [sleep, \"1000\"]}}]\n",
-            e.image("base")
-        )
-    };
-    let mine = e.run(&yaml("mine"));
+    let mine = e.run(&e.sleeper("mine", false));
     // another berth on the host (its own state root) with a pod on the same network
     let other_root = e.dir.join("run-other");
     let f = e.dir.join("other.yaml");
-    std::fs::write(&f, yaml("theirs")).unwrap();
-    let out = e
-        .cmd_in(&other_root, &["pod", "run", f.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let theirs = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    std::fs::write(&f, e.sleeper("theirs", false)).unwrap();
+    let theirs = e
+        .ok_in(&other_root, &["pod", "run", f.to_str().unwrap()])
+        .trim()
+        .to_string();
     assert_eq!(e.bridge_ports(), 2);
     // the last pod of this root leaves: the other's keeps the bridge and the rules
     e.ok(&["pod", "rm", "-f", &mine]);
     assert_eq!(e.bridge_ports(), 1);
     assert_eq!(host_rules(&e).0.len(), 2);
-    let st = e
-        .cmd_in(&other_root, &["pod", "rm", "-f", &theirs])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    e.ok_in(&other_root, &["pod", "rm", "-f", &theirs]);
     assert_eq!(host_rules(&e), (vec![], vec![]));
     assert!(!links().contains(&e.bridge));
     assert_eq!(e.network_files(), Vec::<String>::new());
