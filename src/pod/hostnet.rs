@@ -74,45 +74,45 @@ impl HostRules {
     /// flushes it, so a repeat after a crash rewrites the chains; a repeated jump is harmless
     /// and [`teardown`] removes every copy.
     fn install_script(&self) -> String {
-        let (nat, fwd, c, b, s) = (
+        let [(_, nat_jump), (_, fwd_jump)] = self.jumps();
+        let (nat, fwd, b, s) = (
             self.nat_chain(),
             self.fwd_chain(),
-            self.comment(),
             &self.bridge,
             &self.subnet,
         );
         format!(
             "*nat\n:{nat} - [0:0]\n-A {nat} -d {s} -j RETURN\n-A {nat} -d 224.0.0.0/4 -j RETURN\n\
-             -A {nat} -j MASQUERADE\n-I POSTROUTING -s {s} -m comment --comment \"{c}\" -j {nat}\n\
-             COMMIT\n*filter\n:{fwd} - [0:0]\n-A {fwd} -i {b} -j ACCEPT\n\
-             -A {fwd} -o {b} -m conntrack --ctstate RELATED,ESTABLISHED,DNAT -j ACCEPT\n\
-             -I FORWARD -m comment --comment \"{c}\" -j {fwd}\nCOMMIT\n"
+             -A {nat} -j MASQUERADE\n{}\nCOMMIT\n*filter\n:{fwd} - [0:0]\n-A {fwd} -i {b} -j ACCEPT\n\
+             -A {fwd} -o {b} -m conntrack --ctstate RELATED,ESTABLISHED,DNAT -j ACCEPT\n{}\nCOMMIT\n",
+            restore_line("-I", &nat_jump),
+            restore_line("-I", &fwd_jump),
         )
     }
 
-    /// The jump rules, as `iptables` arguments after `-t TABLE -D`.
+    /// The jump rules from the built-in chains (table, rule as `iptables` arguments after
+    /// `-A`/`-I`/`-D`).
     fn jumps(&self) -> [(&'static str, Vec<String>); 2] {
-        let c = self.comment();
+        let (c, s) = (self.comment(), &self.subnet);
+        let args = |a: &[&str]| a.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         [
             (
                 "nat",
-                [
+                args(&[
                     "POSTROUTING",
                     "-s",
-                    &self.subnet,
+                    s,
                     "-m",
                     "comment",
                     "--comment",
                     &c,
                     "-j",
                     &self.nat_chain(),
-                ]
-                .map(String::from)
-                .to_vec(),
+                ]),
             ),
             (
                 "filter",
-                [
+                args(&[
                     "FORWARD",
                     "-m",
                     "comment",
@@ -120,19 +120,33 @@ impl HostRules {
                     &c,
                     "-j",
                     &self.fwd_chain(),
-                ]
-                .map(String::from)
-                .to_vec(),
+                ]),
             ),
         ]
     }
+}
+
+/// A rule as an `iptables-restore` line: the operation, then its arguments (quoted where they
+/// hold a space).
+fn restore_line(op: &str, rule: &[String]) -> String {
+    let quoted: Vec<String> = rule
+        .iter()
+        .map(|a| {
+            if a.contains(' ') {
+                format!("\"{a}\"")
+            } else {
+                a.clone()
+            }
+        })
+        .collect();
+    format!("{op} {}", quoted.join(" "))
 }
 
 /// Run `add` (the CNI ADD) as a pod joining the network: the network's rules are written
 /// first if they are not in place.
 pub fn join<T>(network: &str, rules: &HostRules, add: impl FnOnce() -> Result<T>) -> Result<T> {
     let marker = rules.marker();
-    let current = || fs::read_to_string(&marker).is_ok_and(|t| t == marker_text(rules));
+    let current = || fs::read_to_string(&marker).is_ok_and(|t| t == rules.install_script());
     let _held = loop {
         let lock = lock(rules, FlockArg::LockShared)?;
         if current() {
@@ -152,7 +166,7 @@ pub fn join<T>(network: &str, rules: &HostRules, add: impl FnOnce() -> Result<T>
             restore(&rules.install_script()).map_err(|e| {
                 Error::Cni(format!("write the host rules of network {network}: {e}"))
             })?;
-            write_marker(&marker, &marker_text(rules))?;
+            write_marker(&marker, &rules.install_script())?;
         }
         break lock;
     };
@@ -224,10 +238,6 @@ fn ports(bridge: &str) -> usize {
         .unwrap_or(0)
 }
 
-fn marker_text(rules: &HostRules) -> String {
-    rules.install_script()
-}
-
 fn write_marker(path: &Path, text: &str) -> Result<()> {
     let tmp = path.with_extension("rules.tmp");
     fs::write(&tmp, text).map_err(io(format!("write {}", tmp.display())))?;
@@ -237,18 +247,11 @@ fn write_marker(path: &Path, text: &str) -> Result<()> {
 /// Remove the rules: one `iptables-restore` in the usual case (one jump each), else rule by
 /// rule, tolerating what is already gone (a crash between writing and recording them).
 fn teardown(rules: &HostRules) -> std::result::Result<(), String> {
-    let quote = |a: &String| {
-        if a.contains(' ') {
-            format!("\"{a}\"")
-        } else {
-            a.clone()
-        }
-    };
     let [(_, nat_jump), (_, fwd_jump)] = rules.jumps();
     let script = format!(
-        "*nat\n-D {}\n-F {nat}\n-X {nat}\nCOMMIT\n*filter\n-D {}\n-F {fwd}\n-X {fwd}\nCOMMIT\n",
-        nat_jump.iter().map(quote).collect::<Vec<_>>().join(" "),
-        fwd_jump.iter().map(quote).collect::<Vec<_>>().join(" "),
+        "*nat\n{}\n-F {nat}\n-X {nat}\nCOMMIT\n*filter\n{}\n-F {fwd}\n-X {fwd}\nCOMMIT\n",
+        restore_line("-D", &nat_jump),
+        restore_line("-D", &fwd_jump),
         nat = rules.nat_chain(),
         fwd = rules.fwd_chain(),
     );
