@@ -24,6 +24,7 @@ cat > "$tmp/etc/group" <<GROUP
 root:x:0:
 tty:x:5:
 user:x:1000:
+extra:x:1234:user
 nogroup:x:65534:
 GROUP
 chown 1000:1000 "$tmp/home/user"

@@ -8,9 +8,11 @@
 //! log_root = "/var/log/berth/pods"
 //! cgroup_parent = "/berth"
 //! cgroup_driver = "cgroupfs"          # "systemd" is refused: berth writes cgroupfs itself
-//! default_seccomp = "runtime/default" # or "unconfined", or a profile's path
+//! default_seccomp = "unconfined"      # a container that asks for no seccomp profile gets
+//!                                     # this one: or "runtime/default", or a profile's path
 //! stream_address = "127.0.0.1:0"      # exec/attach/port-forward server (0: any free port)
 //! log_level = "info"                  # error, warn, info, debug
+//! slow_rpc = "1s"                     # RPCs that take longer are logged at warn
 //!
 //! [cni]
 //! conf_dir = "/etc/cni/net.d"
@@ -44,6 +46,8 @@ pub struct Config {
     pub default_seccomp: String,
     pub stream_address: String,
     pub log_level: String,
+    /// RPCs that take longer than this are logged (humantime: `1s`, `500ms`).
+    pub slow_rpc: String,
     pub cni: Cni,
     pub registry: Registry,
 }
@@ -97,9 +101,11 @@ impl Default for Config {
             log_root: o.log_root,
             cgroup_parent: o.cgroup_parent,
             cgroup_driver: "cgroupfs".into(),
-            default_seccomp: "runtime/default".into(),
+            // containerd's unset_seccomp_profile: what asks for nothing gets nothing
+            default_seccomp: "unconfined".into(),
             stream_address: "127.0.0.1:0".into(),
             log_level: "info".into(),
+            slow_rpc: "1s".into(),
             cni: Cni::default(),
             registry: Registry::default(),
         }
@@ -139,12 +145,23 @@ impl Config {
             .parse::<std::net::SocketAddr>()
             .with_context(|| format!("stream_address: {:?} is not IP:PORT", self.stream_address))?;
         self.seccomp()?;
+        self.slow_rpc()?;
         for (host, m) in &self.registry.mirrors {
             for e in &m.endpoints {
                 mirror_host(e).with_context(|| format!("registry.mirrors.{host:?}.endpoints"))?;
             }
         }
         Ok(())
+    }
+
+    /// `slow_rpc` as a duration.
+    pub fn slow_rpc(&self) -> Result<std::time::Duration> {
+        humantime::parse_duration(&self.slow_rpc).with_context(|| {
+            format!(
+                "slow_rpc: {:?} is not a duration (1s, 500ms)",
+                self.slow_rpc
+            )
+        })
     }
 
     /// The unix socket path of `listen`.
@@ -159,7 +176,8 @@ impl Config {
         }
     }
 
-    /// The default seccomp profile of containers that ask for RuntimeDefault.
+    /// The seccomp filter of containers whose security context asks for none (neither
+    /// `seccomp` nor `seccomp_profile_path`): containerd's `unset_seccomp_profile`.
     pub fn seccomp(&self) -> Result<crate::pod::Seccomp> {
         Ok(match self.default_seccomp.as_str() {
             "runtime/default" | "" => crate::pod::Seccomp::RuntimeDefault,
@@ -243,11 +261,16 @@ mod tests {
             c.socket_path().unwrap(),
             PathBuf::from("/run/berth/berth.sock")
         );
+        // containerd's unset_seccomp_profile: nothing asked, nothing applied
+        assert_eq!(c.seccomp().unwrap(), crate::pod::Seccomp::Unconfined);
+        assert_eq!(c.slow_rpc().unwrap(), std::time::Duration::from_secs(1));
+        assert!(Config::parse("slow_rpc = \"soon\"").is_err());
         let c = Config::parse(
             r#"
 listen = "unix:///tmp/x.sock"
 state_root = "/run/x"
-default_seccomp = "unconfined"
+slow_rpc = "250ms"
+default_seccomp = "runtime/default"
 [cni]
 conf_dir = "/etc/x"
 default_bridge = "cbr0"
@@ -261,7 +284,8 @@ endpoints = ["http://127.0.0.1:5000"]
         .unwrap();
         assert_eq!(c.state_root, PathBuf::from("/run/x"));
         assert_eq!(c.cni.conf_dir, PathBuf::from("/etc/x"));
-        assert_eq!(c.seccomp().unwrap(), crate::pod::Seccomp::Unconfined);
+        assert_eq!(c.seccomp().unwrap(), crate::pod::Seccomp::RuntimeDefault);
+        assert_eq!(c.slow_rpc().unwrap(), std::time::Duration::from_millis(250));
         assert_eq!(
             c.mirrored("busybox"),
             vec![

@@ -22,10 +22,8 @@ pub fn status(e: pod::Error) -> Status {
             Status::invalid_argument(msg)
         }
         E::Timeout(_) => Status::deadline_exceeded(msg),
-        _ => {
-            super::log(super::Level::Error, &msg);
-            Status::internal(msg)
-        }
+        // logged once, by the observing layer, with the RPC's name
+        _ => Status::internal(msg),
     }
 }
 
@@ -263,15 +261,21 @@ pub fn cri_resources(r: &pod::Resources) -> cri::LinuxContainerResources {
     }
 }
 
+/// A container's seccomp filter from its security context, as containerd chooses it: the
+/// `seccomp` message when present (RuntimeDefault, its zero value, is berth's default profile),
+/// else the deprecated `seccomp_profile_path`, else `unset` (the config's `default_seccomp`,
+/// unconfined unless changed).
 fn seccomp(
     p: Option<&cri::SecurityProfile>,
     path: &str,
-    default: &pod::Seccomp,
+    unset: &pod::Seccomp,
     at: &str,
 ) -> Result<pod::Seccomp, Status> {
     if let Some(p) = p {
         return match cri::security_profile::ProfileType::try_from(p.profile_type) {
-            Ok(cri::security_profile::ProfileType::RuntimeDefault) => Ok(default.clone()),
+            Ok(cri::security_profile::ProfileType::RuntimeDefault) => {
+                Ok(pod::Seccomp::RuntimeDefault)
+            }
             Ok(cri::security_profile::ProfileType::Unconfined) => Ok(pod::Seccomp::Unconfined),
             Ok(cri::security_profile::ProfileType::Localhost) => {
                 if !p.localhost_ref.starts_with('/') {
@@ -289,21 +293,22 @@ fn seccomp(
         };
     }
     match path {
-        "" | "runtime/default" | "docker/default" => Ok(default.clone()),
+        "" => Ok(unset.clone()),
+        "runtime/default" | "docker/default" => Ok(pod::Seccomp::RuntimeDefault),
         "unconfined" => Ok(pod::Seccomp::Unconfined),
         p if p.starts_with("localhost/") => Ok(pod::Seccomp::Localhost(p[10..].into())),
         p => Err(Status::invalid_argument(format!(
-            "{at}.seccomp_profile_path: {p:?} is not runtime/default, unconfined or localhost/PATH"
+            "{at}.seccomp_profile_path: {p:?} is not runtime/default, docker/default, unconfined or localhost/PATH"
         ))),
     }
 }
 
 /// A CRI ContainerConfig as berth's. `log_dir`: the sandbox's log directory, which the CRI's
-/// relative log_path is under.
+/// relative log_path is under; `unset_seccomp`: the filter of a container that asks for none.
 pub fn container_config(
     c: &cri::ContainerConfig,
     log_dir: &std::path::Path,
-    default_seccomp: &pod::Seccomp,
+    unset_seccomp: &pod::Seccomp,
 ) -> Result<pod::ContainerConfig, Status> {
     let md = c
         .metadata
@@ -400,7 +405,7 @@ pub fn container_config(
     }
     let mut sec = pod::Security {
         allow_privilege_escalation: true,
-        seccomp: default_seccomp.clone(),
+        seccomp: unset_seccomp.clone(),
         ..Default::default()
     };
     if let Some(l) = &c.linux {
@@ -428,7 +433,15 @@ pub fn container_config(
             if let Some(u) = &sc.run_as_user {
                 sec.run_as_user = Some(id(u.value, "run_as_user")?);
             }
+            if !sc.run_as_username.is_empty() {
+                sec.run_as_username = Some(sc.run_as_username.clone());
+            }
             if let Some(g) = &sc.run_as_group {
+                if sec.run_as_user.is_none() && sec.run_as_username.is_none() {
+                    return Err(Status::invalid_argument(format!(
+                        "{at}.run_as_group: set without run_as_user or run_as_username"
+                    )));
+                }
                 sec.run_as_group = Some(id(g.value, "run_as_group")?);
             }
             for g in &sc.supplemental_groups {
@@ -443,7 +456,7 @@ pub fn container_config(
             // kubelets before 1.25 send the deprecated path form only
             #[allow(deprecated)]
             let path = &sc.seccomp_profile_path;
-            sec.seccomp = seccomp(sc.seccomp.as_ref(), path, default_seccomp, at)?;
+            sec.seccomp = seccomp(sc.seccomp.as_ref(), path, unset_seccomp, at)?;
             if let Some(a) = &sc.apparmor
                 && a.profile_type == cri::security_profile::ProfileType::Localhost as i32
             {
@@ -556,6 +569,56 @@ pub fn container_status(c: &ContainerInfo) -> cri::ContainerStatus {
         image_id: c.record.image_id.clone(),
         user: None,
     }
+}
+
+// ----- verbose info, shaped as containerd's (`crictl inspect` reads `.info.pid`)
+
+/// ContainerStatus's verbose `info`: the sandbox, the init's pid, the container's config and
+/// its runtime spec (the bundle's config.json), and berth's own status record.
+pub fn container_verbose_info(c: &ContainerInfo) -> serde_json::Value {
+    let spec: serde_json::Value = std::fs::read(c.record.bundle.join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(serde_json::Value::Null);
+    serde_json::json!({
+        "sandboxID": c.record.pod_id,
+        "pid": c.status.pid,
+        "removing": false,
+        "runtimeType": "berth",
+        "bundle": c.record.bundle,
+        "config": c.record.config,
+        "runtimeSpec": spec,
+        "status": c.status,
+    })
+}
+
+/// PodSandboxStatus's verbose `info`: the monitor's pid, whether the pod's network namespace
+/// is still there and its path, the pod's config, its CNI result, and a runtime spec holding
+/// the namespaces its containers join (berth runs no infra container).
+pub fn pod_verbose_info(st: &pod::PodStatus, cni: Option<&serde_json::Value>) -> serde_json::Value {
+    let ns: Vec<serde_json::Value> = ["network", "ipc", "uts"]
+        .iter()
+        .zip(["net", "ipc", "uts"])
+        .filter_map(|(oci, kind)| {
+            st.namespace_paths
+                .get(kind)
+                .map(|p| serde_json::json!({"type": oci, "path": p}))
+        })
+        .collect();
+    let netns = st.namespace_paths.get("net");
+    serde_json::json!({
+        "pid": st.monitor_pid.unwrap_or(0),
+        "processStatus": if st.monitor_pid.is_some() { "running" } else { "stopped" },
+        "netNamespaceClosed": !st.record.config.host_network && !st.namespaces.contains_key("net"),
+        "netNamespacePath": netns,
+        "runtimeHandler": "",
+        "runtimeType": "berth",
+        "config": st.record.config,
+        "cniResult": cni,
+        "runtimeSpec": {"linux": {"namespaces": ns, "cgroupsPath": st.record.cgroup}},
+        "record": st.record,
+        "containers": st.containers,
+    })
 }
 
 // ----- stats

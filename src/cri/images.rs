@@ -46,7 +46,12 @@ fn image(s: &Shared, rec: &ImageRecord, names: &[String]) -> cri::Image {
         if !n.contains('@') {
             repo_tags.push(n.clone());
         }
-        let d = format!("{repo_only}@{}", rec.manifest);
+        // the digest the name resolved to, as containerd lists it: the index of a multi-platform
+        // image, else its manifest (both resolve)
+        let d = format!(
+            "{repo_only}@{}",
+            rec.index.as_deref().unwrap_or(&rec.manifest)
+        );
         if !repo_digests.contains(&d) {
             repo_digests.push(d);
         }
@@ -224,19 +229,13 @@ impl ImageService for Service {
                 Err(crate::image::Error::NotFound(_)) => return Ok(()),
                 Err(e) => return Err(Status::invalid_argument(format!("image {r:?}: {e}"))),
             };
-            // by ID: every name of the image; by name: that name
-            let by_name = crate::image::model::parse_reference(&r)
-                .ok()
-                .map(|p| crate::image::model::store_name(&p))
-                .and_then(|n| s.rt.images().resolve(&n).ok().map(|_| n));
-            let names: Vec<String> = match by_name {
-                Some(n) => vec![n],
-                None => by_id(s)?
-                    .into_iter()
-                    .find(|(x, _)| x.config == rec.config)
-                    .map(|(_, n)| n)
-                    .unwrap_or_default(),
-            };
+            // every name of the image, whichever of them (or its ID or a repo digest) was
+            // given, as containerd removes all references of the image it resolved
+            let names: Vec<String> = by_id(s)?
+                .into_iter()
+                .find(|(x, _)| x.config == rec.config)
+                .map(|(_, n)| n)
+                .unwrap_or_default();
             for n in names {
                 match s.rt.images().remove(&n) {
                     Ok(_) | Err(crate::image::Error::NotFound(_)) => {}

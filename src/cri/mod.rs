@@ -16,6 +16,7 @@ pub mod config;
 mod convert;
 mod events;
 mod images;
+mod observe;
 mod runtime;
 mod spdy;
 pub mod stream;
@@ -123,13 +124,11 @@ pub fn serve(cfg: Config, ready: impl FnOnce(&Path) + Send + 'static) -> Result<
                 shared.stream.address()
             ),
         );
+        let slow = shared.cfg.slow_rpc()?;
         let r = tonic::transport::Server::builder()
-            .layer(tower::ServiceBuilder::new().map_request(
-                |req: http::Request<tonic::body::Body>| {
-                    log(Level::Debug, &format!("rpc {}", req.uri().path()));
-                    req
-                },
-            ))
+            .layer(tower::layer::layer_fn(move |s| {
+                observe::Observe::new(s, slow)
+            }))
             .add_service(RuntimeServiceServer::new(runtime::Service(shared.clone())))
             .add_service(ImageServiceServer::new(images::Service(shared.clone())))
             .serve_with_incoming_shutdown(incoming, shutdown)

@@ -127,9 +127,10 @@ impl RuntimeService for Service {
             let st = s.rt.pod_status(&req.pod_sandbox_id).map_err(status)?;
             let mut info = std::collections::HashMap::new();
             if req.verbose {
+                let net = s.rt.pod_network(&st.record.id).ok().flatten();
                 info.insert(
                     "info".to_string(),
-                    serde_json::to_string(&st).unwrap_or_default(),
+                    convert::pod_verbose_info(&st, net.as_ref()).to_string(),
                 );
             }
             Ok(Response::new(cri::PodSandboxStatusResponse {
@@ -293,7 +294,7 @@ impl RuntimeService for Service {
             if req.verbose {
                 info.insert(
                     "info".to_string(),
-                    serde_json::to_string(&c).unwrap_or_default(),
+                    convert::container_verbose_info(&c).to_string(),
                 );
             }
             Ok(Response::new(cri::ContainerStatusResponse {

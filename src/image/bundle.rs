@@ -164,6 +164,43 @@ fn lookup_passwd_gid(rootfs: &Path, uid: u32) -> Option<u32> {
     None
 }
 
+/// An entry of an image's `/etc/passwd`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswdEntry {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// The user of the image's `/etc/passwd` named `name`, or with uid `uid`.
+pub fn passwd_entry(rootfs: &Path, name: Option<&str>, uid: Option<u32>) -> Option<PasswdEntry> {
+    let text = read_in_root(rootfs, "etc/passwd")?;
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        let e = PasswdEntry {
+            name: f.first()?.to_string(),
+            uid: f.get(2)?.parse().ok()?,
+            gid: f.get(3)?.parse().ok()?,
+        };
+        (name.is_some_and(|n| n == e.name) || uid == Some(e.uid)).then_some(e)
+    })
+}
+
+/// The groups of the image's `/etc/group` that list `user` as a member (its supplementary
+/// groups, as login and containerd read them).
+pub fn member_groups(rootfs: &Path, user: &str) -> Vec<u32> {
+    let text = read_in_root(rootfs, "etc/group").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            let members = f.get(3)?;
+            (f[0] != user && members.split(',').any(|m| m.trim() == user))
+                .then(|| f.get(2)?.parse().ok())
+                .flatten()
+        })
+        .collect()
+}
+
 /// config.json for an image: berth's default spec with the image's process.
 pub fn config_json(cfg: &ImageConfiguration, rootfs: &Path, name: &str) -> Result<Value> {
     let mut spec = crate::oci::default_spec::default_spec();

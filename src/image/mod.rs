@@ -82,13 +82,27 @@ impl Images {
         &self.store
     }
 
-    /// Find an image by name (normalised as Docker does) or by ID prefix (12+ hex digits).
+    /// Find an image by name (normalised as Docker does), by `repo@digest` (any image of that
+    /// repository whose manifest or index has that digest, whichever name it was pulled by),
+    /// or by ID prefix (12+ hex digits).
     pub fn resolve(&self, r: &str) -> Result<(String, ImageRecord)> {
         let idx = self.store.index()?;
         if let Ok(parsed) = model::parse_reference(r) {
             let name = model::store_name(&parsed);
             if let Some(rec) = idx.images.get(&name) {
                 return Ok((name, rec.clone()));
+            }
+            if let Some(d) = parsed.digest() {
+                let same_repo = |n: &str| {
+                    model::parse_reference(n).is_ok_and(|o| {
+                        o.registry() == parsed.registry() && o.repository() == parsed.repository()
+                    })
+                };
+                if let Some((n, rec)) = idx.images.iter().find(|(n, rec)| {
+                    (rec.manifest == d || rec.index.as_deref() == Some(d)) && same_repo(n)
+                }) {
+                    return Ok((n.clone(), rec.clone()));
+                }
             }
         }
         let id = r.strip_prefix("sha256:").unwrap_or(r);

@@ -8,6 +8,7 @@ pub mod cgroup;
 pub mod channel;
 pub mod console;
 pub mod mount;
+pub mod mountinfo;
 pub mod proc;
 pub mod process;
 pub mod seccomp;

@@ -373,7 +373,10 @@ pub fn ensure_in_root(root: BorrowedFd<'_>, path: &Path, dir: bool) -> Result<Ow
 /// Step 1 inside the new mount namespace: stop propagation towards the host, and make the rootfs
 /// a mount point of its own (pivot_root needs one). Returns an fd on the rootfs mount.
 pub fn prepare_rootfs(rootfs: &Path, root_propagation: MsFlags) -> Result<OwnedFd> {
-    // Everything below "/" becomes a slave (or private): our mounts never reach the host.
+    // Everything below "/" becomes a slave (or private): our mounts never reach the host. With
+    // rshared root propagation the host's shared mounts stay shared (runc's rule), so the mount
+    // holding the rootfs is made private: the rootfs's own bind and everything mounted inside
+    // it then stay in this namespace, and pivot_root accepts it.
     mount(
         None::<&str>,
         "/",
@@ -381,7 +384,21 @@ pub fn prepare_rootfs(rootfs: &Path, root_propagation: MsFlags) -> Result<OwnedF
         root_propagation,
         None::<&str>,
     )
-    .step(|| "make / a slave mount (no propagation to the host)".into())?;
+    .step(|| "set the propagation of /".into())?;
+    if root_propagation.contains(MsFlags::MS_SHARED) {
+        let mounts = super::mountinfo::read().step(|| "read /proc/self/mountinfo".into())?;
+        let real = std::fs::canonicalize(rootfs).unwrap_or_else(|_| rootfs.to_path_buf());
+        if let Some(m) = super::mountinfo::containing(&mounts, &real).filter(|m| m.is_shared()) {
+            mount(
+                None::<&str>,
+                &m.mount_point,
+                None::<&str>,
+                MsFlags::MS_PRIVATE,
+                None::<&str>,
+            )
+            .step(|| format!("make {} private", m.mount_point.display()))?;
+        }
+    }
     mount(
         Some(rootfs),
         rootfs,

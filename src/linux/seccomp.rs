@@ -394,7 +394,7 @@ mod tests {
     #[test]
     fn chained_programs_decide_as_one_libseccomp_program() {
         let default = crate::oci::seccomp::filter(
-            &serde_json::from_value(crate::oci::seccomp::default_profile()).unwrap(),
+            &serde_json::from_value(crate::oci::seccomp_default::default_profile(&[])).unwrap(),
         )
         .unwrap();
         let mut traced = filter();

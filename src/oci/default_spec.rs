@@ -29,7 +29,8 @@ pub const READONLY_PATHS: &[&str] = &[
 
 /// The default config.json as a JSON value.
 pub fn default_spec() -> Value {
-    let caps = json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
+    let names = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
+    let caps = json!(names);
     json!({
         "ociVersion": OCI_VERSION,
         "process": {
@@ -64,7 +65,7 @@ pub fn default_spec() -> Value {
                 {"type": "pid"}, {"type": "network"}, {"type": "ipc"},
                 {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}
             ],
-            "seccomp": super::seccomp::default_profile(),
+            "seccomp": super::seccomp_default::default_profile(&names.map(String::from)),
             "maskedPaths": MASKED_PATHS,
             "readonlyPaths": READONLY_PATHS
         }

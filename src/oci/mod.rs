@@ -24,6 +24,7 @@ pub mod features;
 pub mod plan;
 pub mod resources;
 pub mod seccomp;
+pub mod seccomp_default;
 pub mod spec;
 pub mod state;
 

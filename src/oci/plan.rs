@@ -301,12 +301,11 @@ pub fn build(spec: &Spec, input: &Input<'_>) -> R<Plan> {
             Some(MsFlags::MS_PRIVATE),
         ),
         Some("rprivate") => (MsFlags::MS_PRIVATE | MsFlags::MS_REC, None),
-        Some("shared") => (
-            MsFlags::MS_SLAVE | MsFlags::MS_REC,
-            Some(MsFlags::MS_SHARED),
-        ),
+        // as runc: the host's shared mounts stay peers of the container's (a Bidirectional
+        // volume's mounts reach the host); the rootfs itself is made private before its bind
+        Some("shared") => (MsFlags::MS_SHARED, Some(MsFlags::MS_SHARED)),
         Some("rshared") => (
-            MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            MsFlags::MS_SHARED | MsFlags::MS_REC,
             Some(MsFlags::MS_SHARED | MsFlags::MS_REC),
         ),
         Some("unbindable") => (
@@ -1124,10 +1123,21 @@ mod tests {
             &v1(),
         )
         .unwrap();
-        assert_eq!(p.root_propagation, MsFlags::MS_SLAVE | MsFlags::MS_REC);
+        // never a slave first: that would cut the container's mounts off from the host's
+        assert_eq!(p.root_propagation, MsFlags::MS_SHARED | MsFlags::MS_REC);
         assert_eq!(
             p.final_propagation,
             Some(MsFlags::MS_SHARED | MsFlags::MS_REC)
         );
+        let p = plan(
+            &BASE.replace(
+                r#""cgroupsPath""#,
+                r#""rootfsPropagation": "rslave", "cgroupsPath""#,
+            ),
+            &v1(),
+        )
+        .unwrap();
+        assert_eq!(p.root_propagation, MsFlags::MS_SLAVE | MsFlags::MS_REC);
+        assert_eq!(p.final_propagation, None);
     }
 }

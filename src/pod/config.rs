@@ -205,6 +205,9 @@ pub enum MountSource {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Security {
     pub run_as_user: Option<u32>,
+    /// A user name of the image's `/etc/passwd` (the CRI's `run_as_username`).
+    #[serde(default)]
+    pub run_as_username: Option<String>,
     pub run_as_group: Option<u32>,
     pub run_as_non_root: bool,
     /// Capability names as Kubernetes writes them (`NET_ADMIN`) or with `CAP_`.

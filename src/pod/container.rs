@@ -111,18 +111,10 @@ pub fn configure(
     if let Some(w) = &cfg.working_dir {
         p["cwd"] = json!(w);
     }
-    if let Some(u) = cfg.security.run_as_user {
-        p["user"]["uid"] = json!(u);
-        if cfg.security.run_as_group.is_none() {
-            p["user"]["gid"] = json!(0);
-        }
-    }
-    if let Some(g) = cfg.security.run_as_group {
-        p["user"]["gid"] = json!(g);
-    }
-    if !cfg.security.supplemental_groups.is_empty() {
-        p["user"]["additionalGids"] = json!(cfg.security.supplemental_groups);
-    }
+    let (uid, gid, groups) = user(cfg, &rec.bundle.join("rootfs"), &p["user"])?;
+    p["user"]["uid"] = json!(uid);
+    p["user"]["gid"] = json!(gid);
+    p["user"]["additionalGids"] = json!(groups);
     if cfg.security.run_as_non_root && p["user"]["uid"].as_u64() == Some(0) {
         return Err(Error::Invalid(format!(
             "container {}: runAsNonRoot is set but the container would run as root (uid 0)",
@@ -199,7 +191,10 @@ pub fn configure(
     spec["linux"]["cgroupsPath"] = json!(rec.cgroup);
     spec["linux"]["resources"] = resources(&cfg.resources);
     match &cfg.security.seccomp {
-        Seccomp::RuntimeDefault => {}
+        Seccomp::RuntimeDefault => {
+            // keyed on the container's capabilities, as containerd's default profile is
+            spec["linux"]["seccomp"] = crate::oci::seccomp_default::default_profile(&caps);
+        }
         Seccomp::Unconfined => {
             spec["linux"].as_object_mut().map(|l| l.remove("seccomp"));
         }
@@ -273,6 +268,7 @@ pub fn configure(
             "rprivate",
         ));
     }
+    let host_mounts = crate::linux::mountinfo::read().unwrap_or_default();
     for m in &cfg.mounts {
         let src: PathBuf = match &m.source {
             MountSource::Host(p) => p.clone(),
@@ -299,7 +295,15 @@ pub fn configure(
                 }
             }
         };
+        check_propagation(cfg, &src, &m.propagation, &host_mounts)?;
         mounts.push(bind(&src, &m.container_path, m.readonly, &m.propagation));
+    }
+    // the container's root takes the strongest propagation a mount asks for (containerd's
+    // rule): rshared keeps a Bidirectional mount a peer of the host's, rslave lets host mounts in
+    if cfg.mounts.iter().any(|m| m.propagation == "rshared") {
+        spec["linux"]["rootfsPropagation"] = json!("rshared");
+    } else if cfg.mounts.iter().any(|m| m.propagation == "rslave") {
+        spec["linux"]["rootfsPropagation"] = json!("rslave");
     }
     spec["mounts"] = json!(mounts);
     let ann = spec["annotations"].as_object_mut().map(|a| {
@@ -313,6 +317,84 @@ pub fn configure(
         spec["annotations"] = json!({"io.kubernetes.pod.name": pc.name, "io.kubernetes.container.name": cfg.name, "io.berth.pod.id": pod.id});
     }
     Ok(())
+}
+
+/// A Bidirectional (`rshared`) mount's host source must be on a shared mount, a
+/// HostToContainer (`rslave`) one's on a shared or slave mount, or propagation could not
+/// happen (containerd refuses the same).
+fn check_propagation(
+    cfg: &ContainerConfig,
+    src: &Path,
+    propagation: &str,
+    host_mounts: &[crate::linux::mountinfo::Entry],
+) -> Result<()> {
+    if propagation != "rshared" && propagation != "rslave" {
+        return Ok(());
+    }
+    let real = std::fs::canonicalize(src).unwrap_or_else(|_| src.to_path_buf());
+    let Some(m) = crate::linux::mountinfo::containing(host_mounts, &real) else {
+        return Ok(());
+    };
+    let (ok, want) = if propagation == "rshared" {
+        (m.is_shared(), "a shared mount (Bidirectional propagation)")
+    } else {
+        (
+            m.is_shared() || m.is_slave(),
+            "a shared or slave mount (HostToContainer propagation)",
+        )
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(Error::Invalid(format!(
+        "container {}: mount source {} is mounted on {} but it is not {want}",
+        cfg.name,
+        src.display(),
+        m.mount_point.display()
+    )))
+}
+
+/// The process's uid, gid and groups, as containerd sets them: `run_as_user` or
+/// `run_as_username` (else the image's user); the gid from `run_as_group`, else the user's
+/// entry in the image's `/etc/passwd`, else 0; the groups: the gid, the groups of the image's
+/// `/etc/group` that list the user, and `supplemental_groups`.
+fn user(cfg: &ContainerConfig, rootfs: &Path, image_user: &Value) -> Result<(u32, u32, Vec<u32>)> {
+    use crate::image::bundle::{member_groups, passwd_entry};
+    let sec = &cfg.security;
+    let image_uid = image_user["uid"].as_u64().unwrap_or(0) as u32;
+    let image_gid = image_user["gid"].as_u64().unwrap_or(0) as u32;
+    let (uid, gid, name) = match (sec.run_as_user, &sec.run_as_username) {
+        (Some(u), _) => {
+            let e = passwd_entry(rootfs, None, Some(u));
+            (u, e.as_ref().map(|e| e.gid), e.map(|e| e.name))
+        }
+        (None, Some(n)) => {
+            let e = passwd_entry(rootfs, Some(n), None).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "container {}: run_as_username {n:?}: no such user in the image's /etc/passwd",
+                    cfg.name
+                ))
+            })?;
+            (e.uid, Some(e.gid), Some(e.name))
+        }
+        (None, None) => (
+            image_uid,
+            Some(image_gid),
+            passwd_entry(rootfs, None, Some(image_uid)).map(|e| e.name),
+        ),
+    };
+    let gid = sec.run_as_group.or(gid).unwrap_or(0);
+    let mut groups = vec![gid];
+    let from_image = name.map(|n| member_groups(rootfs, &n)).unwrap_or_default();
+    for g in from_image
+        .into_iter()
+        .chain(sec.supplemental_groups.iter().copied())
+    {
+        if !groups.contains(&g) {
+            groups.push(g);
+        }
+    }
+    Ok((uid, gid, groups))
 }
 
 /// The PID of a running container of the pod, by name or ID.

@@ -143,6 +143,8 @@ pub struct PodStatus {
     pub containers: Vec<ContainerInfo>,
     /// Inodes of the pod's namespaces (`net`, `ipc`, `uts`).
     pub namespaces: std::collections::BTreeMap<String, u64>,
+    /// Where they are pinned (what a container joins).
+    pub namespace_paths: std::collections::BTreeMap<String, PathBuf>,
     pub monitor_pid: Option<i32>,
 }
 
@@ -507,17 +509,21 @@ impl Runtime {
         for d in created.iter().rev() {
             let _ = fs::remove_dir(d);
         }
-        let mut below: Vec<PathBuf> = fs::read_to_string("/proc/self/mountinfo")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4).map(PathBuf::from))
-            .filter(|m| m.starts_with(&dir.0))
-            .collect();
-        below.sort_by_key(|m| std::cmp::Reverse(m.as_os_str().len()));
-        for m in below {
+        let mounts = crate::linux::mountinfo::read().unwrap_or_default();
+        for m in crate::linux::mountinfo::below(&mounts, &dir.0) {
             let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
         }
         let _ = fs::remove_dir_all(&dir.0);
+    }
+
+    /// The CNI result of a pod's network (None: host network, or its network is down).
+    pub fn pod_network(&self, key: &str) -> Result<Option<serde_json::Value>> {
+        let p = self.find_pod(key)?;
+        match read_json::<cni::Cached>(&self.pod_dir(&p.id).network()) {
+            Ok(c) => Ok(Some(c.result)),
+            Err(Error::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// A pod's cgroup usage (the sum of its containers').
@@ -709,9 +715,13 @@ impl Runtime {
         }
         containers.sort_by(|a, b| a.record.created.cmp(&b.record.created));
         let mut namespaces = std::collections::BTreeMap::new();
+        let mut namespace_paths = std::collections::BTreeMap::new();
         for (k, _) in netns::KINDS {
-            if let Some(i) = netns::path(&dir.0, k).and_then(|p| netns::inode(&p)) {
-                namespaces.insert(k.to_string(), i);
+            if let Some(p) = netns::path(&dir.0, k) {
+                if let Some(i) = netns::inode(&p) {
+                    namespaces.insert(k.to_string(), i);
+                }
+                namespace_paths.insert(k.to_string(), p);
             }
         }
         let monitor_pid = read_json::<i32>(&dir.monitor_pid())
@@ -721,6 +731,7 @@ impl Runtime {
             record: rec,
             containers,
             namespaces,
+            namespace_paths,
             monitor_pid,
         }
     }
@@ -1138,7 +1149,9 @@ impl Runtime {
             .unwrap_or(128 + std::os::unix::process::ExitStatusExt::signal(&st).unwrap_or(0)))
     }
 
-    /// Run a process in a container, capturing its output, killed after `timeout`.
+    /// Run a process in a container, capturing its output. At `timeout` the process and every
+    /// descendant are killed (they may hold the output pipes open) and the call returns
+    /// [`Error::Timeout`] then, not when the pipes close.
     pub fn exec_sync(
         &self,
         id: &str,
@@ -1152,32 +1165,25 @@ impl Runtime {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(io("run berth exec"))?;
+        // `berth exec` is the exec'd process's parent: its tree holds everything exec started
         let pid = child.id() as i32;
-        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let d2 = done.clone();
-        let killer = std::thread::spawn(move || {
-            let t = Instant::now();
-            while !d2.load(std::sync::atomic::Ordering::SeqCst) {
-                if t.elapsed() > timeout {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                    return true;
-                }
-                std::thread::sleep(Duration::from_millis(10));
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let killer = std::thread::spawn(move || match done_rx.recv_timeout(timeout) {
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                crate::linux::proc::kill_tree(pid);
+                true
             }
-            false
+            _ => false,
         });
-        let out = child
-            .wait_with_output()
-            .map_err(io("wait for berth exec"))?;
-        done.store(true, std::sync::atomic::Ordering::SeqCst);
-        if killer.join().unwrap_or(false) {
+        let out = child.wait_with_output().map_err(io("wait for berth exec"));
+        let _ = done_tx.send(());
+        let timed_out = killer.join().unwrap_or(false);
+        if timed_out {
             return Err(Error::Timeout(format!(
-                "exec in container {id} took longer than {timeout:?}"
+                "exec in container {id} took longer than {timeout:?}: killed"
             )));
         }
+        let out = out?;
         let code = out.status.code().unwrap_or(
             128 + std::os::unix::process::ExitStatusExt::signal(&out.status).unwrap_or(0),
         );

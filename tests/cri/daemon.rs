@@ -292,7 +292,7 @@ pub fn namespaces(
     })
 }
 
-/// The container's init PID (from the verbose info).
+/// The container's init PID (the verbose info's `pid`, where crictl inspect finds it).
 pub async fn pid(d: &Daemon, id: &str) -> i32 {
     let info = d
         .rt()
@@ -306,7 +306,7 @@ pub async fn pid(d: &Daemon, id: &str) -> i32 {
         .into_inner()
         .info;
     let v: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
-    v["status"]["pid"].as_i64().unwrap() as i32
+    v["pid"].as_i64().unwrap() as i32
 }
 
 /// Wait until a container reaches `state`.

@@ -179,3 +179,79 @@ fn pull_list_status_remove_and_fs_info() {
         assert_eq!(e.code(), Code::InvalidArgument);
     });
 }
+
+#[test]
+fn every_listed_repo_digest_resolves() {
+    let d = Daemon::start("cri-repodigest");
+    block_on(async {
+        let mut img = d.img().await;
+        // pulled by tag: a single-platform image and a multi-platform index
+        for name in ["base", "multiarch"] {
+            let tagged = d.env.image(name);
+            let id = img
+                .pull_image(cri::PullImageRequest {
+                    image: spec(&tagged),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .image_ref;
+            let i = img
+                .image_status(cri::ImageStatusRequest {
+                    image: spec(&tagged),
+                    verbose: false,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .image
+                .unwrap();
+            assert!(!i.repo_digests.is_empty());
+            for rd in &i.repo_digests {
+                let found = img
+                    .image_status(cri::ImageStatusRequest {
+                        image: spec(rd),
+                        verbose: false,
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .image;
+                assert_eq!(found.map(|f| f.id), Some(id.clone()), "{rd}");
+            }
+            if name == "base" {
+                // CreateContainer by repo@digest
+                let rd = i.repo_digests[0].clone();
+                let (pod, ctr) = super::daemon::pod_with(
+                    &d,
+                    "rd",
+                    super::daemon::sandbox("rd"),
+                    super::daemon::container("c", &rd, &["sleep", "1000"]),
+                )
+                .await;
+                assert_eq!(super::daemon::status(&d, &ctr).await.image_ref, id);
+                super::daemon::remove_pod(&d, &pod).await;
+            }
+            // RemoveImage by repo@digest removes the image
+            img.remove_image(cri::RemoveImageRequest {
+                image: spec(&i.repo_digests[0]),
+            })
+            .await
+            .unwrap();
+            let gone = img
+                .image_status(cri::ImageStatusRequest {
+                    image: spec(&tagged),
+                    verbose: false,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .image;
+            assert!(
+                gone.is_none(),
+                "{name}: still there after RemoveImage by digest"
+            );
+        }
+    });
+}

@@ -17,9 +17,13 @@ mod harness;
 mod daemon;
 
 mod authority;
+mod exec_stop;
 mod failures;
 mod images;
 mod lifecycle;
+mod mounts_users;
+mod observe;
 mod restart;
+mod seccomp;
 mod security;
 mod streaming;

@@ -64,6 +64,10 @@ fn container_security_settings_reach_the_kernel() {
             permissions: "rw".into(),
         }];
         a.linux = sc(|s| {
+            s.seccomp = Some(cri::SecurityProfile {
+                profile_type: cri::security_profile::ProfileType::RuntimeDefault as i32,
+                localhost_ref: String::new(),
+            });
             s.supplemental_groups = vec![1234, 5678];
             s.masked_paths = vec!["/etc/hostname".into()];
             s.readonly_rootfs = true;

@@ -142,7 +142,7 @@ impl Layout {
                 .unwrap_or_else(|| PathBuf::from("/"));
             hierarchies.push(Hierarchy {
                 controllers,
-                mountpoint: PathBuf::from(unescape_mountinfo(mountpoint)),
+                mountpoint: PathBuf::from(super::mountinfo::unescape(mountpoint)),
                 own: own_path,
             });
         }
@@ -180,13 +180,6 @@ impl Layout {
             ),
         }
     }
-}
-
-fn unescape_mountinfo(s: &str) -> String {
-    s.replace("\\040", " ")
-        .replace("\\011", "\t")
-        .replace("\\012", "\n")
-        .replace("\\134", "\\")
 }
 
 /// A container's cgroup: its directory in each hierarchy (v1) or its one directory (v2).
