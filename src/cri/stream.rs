@@ -4,8 +4,9 @@
 //! (`v5.channel.k8s.io`, `v4.channel.k8s.io`, `channel.k8s.io`): every binary message starts
 //! with a channel byte — 0 stdin, 1 stdout, 2 stderr, 3 error (a final metav1.Status JSON),
 //! 4 terminal resize (`{"Width":W,"Height":H}`), and on v5 `[255, 0]` closes stdin. Port
-//! forwarding uses channel 2i for the data of the i-th port and 2i+1 for its errors; each
-//! starts with the port number (2 bytes, little endian).
+//! forwarding takes its ports from the `port` query parameters and uses channel 2i for the
+//! data of the i-th port and 2i+1 for its errors; each starts with the port number (2 bytes,
+//! little endian), as kubelet's server sends it.
 //!
 //! kubelet's and crictl's default transport, SPDY/3.1, is served too (see [`super::spdy`]).
 
@@ -138,13 +139,15 @@ async fn session(mut conn: TcpStream, tokens: Tokens, rt: crate::pod::Runtime) -
         {
             resp.headers_mut().insert("sec-websocket-protocol", v);
         }
+        // kubelet's `port` parameters (repeated), or `ports=P1,P2`
         let ports: Vec<u16> = req
             .uri()
             .query()
             .unwrap_or("")
             .split('&')
-            .filter_map(|kv| kv.strip_prefix("port="))
-            .filter_map(|p| p.parse().ok())
+            .filter_map(|kv| kv.strip_prefix("port=").or(kv.strip_prefix("ports=")))
+            .flat_map(|v| v.split(',').map(str::to_string).collect::<Vec<_>>())
+            .filter_map(|p| p.trim().parse().ok())
             .collect();
         *f.lock().expect("found lock") = Some((pending, ports));
         Ok(resp)

@@ -23,6 +23,7 @@ mod images;
 mod lifecycle;
 mod mounts_users;
 mod observe;
+mod portforward;
 mod restart;
 mod seccomp;
 mod security;

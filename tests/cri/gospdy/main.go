@@ -4,6 +4,9 @@
 //
 //	gospdy exec URL   -> sends "hello\n" on stdin, prints "OUT:<stdout>|ERR:<stderr>|STATUS:<json>"
 //	gospdy pf URL     -> sends an HTTP GET through a port-forward data stream, prints the answer
+//	gospdy pfmulti URL P1,P2 N -> one session, N connections to each port, all open at once
+//	                  (error then data stream, paired by requestid, as client-go makes them),
+//	                  then an HTTP GET on each; prints "PORT:<last line of the answer>|<error>"
 package main
 
 import (
@@ -15,6 +18,9 @@ import (
 	"net/http"
 	neturl "net/url"
 	"os"
+	"strconv"
+	"strings"
+	"sync"
 
 	"github.com/docker/spdystream"
 )
@@ -80,5 +86,38 @@ func main() {
 		b, _ := ioutil.ReadAll(data)
 		e, _ := ioutil.ReadAll(errS)
 		fmt.Printf("%s%s", b, e)
+	case "pfmulti":
+		sc := dial(os.Args[2], "portforward.k8s.io")
+		ports := strings.Split(os.Args[3], ",")
+		n, err := strconv.Atoi(os.Args[4])
+		check(err)
+		results := make([]string, len(ports)*n)
+		var opened, done sync.WaitGroup
+		opened.Add(len(results))
+		done.Add(len(results))
+		for i, p := range ports {
+			for k := 0; k < n; k++ {
+				idx := i*n + k
+				go func(p string, idx int) {
+					defer done.Done()
+					rid := strconv.Itoa(idx)
+					errS := stream(sc, http.Header{"Streamtype": {"error"}, "Port": {p}, "Requestid": {rid}})
+					data := stream(sc, http.Header{"Streamtype": {"data"}, "Port": {p}, "Requestid": {rid}})
+					// every connection is open before any is used
+					opened.Done()
+					opened.Wait()
+					_, err := io.WriteString(data, "GET /index.html HTTP/1.0\r\n\r\n")
+					check(err)
+					b, _ := ioutil.ReadAll(data)
+					e, _ := ioutil.ReadAll(errS)
+					lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+					results[idx] = fmt.Sprintf("%s:%s|%s", p, lines[len(lines)-1], e)
+				}(p, idx)
+			}
+		}
+		done.Wait()
+		for _, r := range results {
+			fmt.Println(r)
+		}
 	}
 }
