@@ -4,6 +4,8 @@
 //! - CVE-2024-21626: no fd of berth reaches the container, and `process.cwd` cannot resolve to
 //!   a host directory through `/proc/self/fd/N`.
 //! - CVE-2021-30465: mount targets are resolved inside the rootfs (see also mounts.rs).
+//! - CVE-2019-16884 / CVE-2019-19921: proc and sysfs are mounted only on real directories,
+//!   never through a symlink the image planted (it could redirect masked paths and labels).
 
 mod common;
 
@@ -118,4 +120,25 @@ fn the_container_sees_only_its_stdio() {
     // 0, 1, 2 and the one ls opened for the directory
     assert_eq!(fds, ["0", "1", "2", "3"], "{out}");
     c.assert_gone();
+}
+
+#[test]
+fn proc_and_sysfs_are_never_mounted_through_a_symlink() {
+    for (dir, fstype) in [("proc", "proc"), ("sys", "sysfs")] {
+        let c = Ctr::new(&format!("cve-16884-{dir}"));
+        let root = c.bundle.join("rootfs");
+        fs::create_dir_all(root.join("tmp/elsewhere")).unwrap();
+        fs::remove_dir_all(root.join(dir)).unwrap();
+        std::os::unix::fs::symlink("/tmp/elsewhere", root.join(dir)).unwrap();
+        let err = c.fails(&["run", "--bundle", &c.bundle_arg(), &c.id]);
+        assert!(
+            err.contains(&format!(
+                "filesystem \"{fstype}\" must be mounted on ordinary directory"
+            )),
+            "{err}"
+        );
+        // nothing was mounted where the link points, and nothing is left
+        assert_eq!(fs::read_dir(root.join("tmp/elsewhere")).unwrap().count(), 0);
+        c.assert_gone();
+    }
 }

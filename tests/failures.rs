@@ -33,7 +33,8 @@ fn malformed_json() {
     fs::write(c.bundle.join("config.json"), "{\"ociVersion\": \"1.0.2\", ").unwrap();
     let err = fails_cleanly(&c);
     assert!(
-        err.contains("config.json: config.json: invalid JSON"),
+        err.contains("error: config.json: invalid JSON")
+            && !err.contains("config.json: config.json"),
         "{err}"
     );
 }

@@ -135,6 +135,73 @@ fn notify_sends_the_listener_fd_and_state_to_listener_path() {
 }
 
 #[test]
+fn notified_syscalls_of_the_init_itself_do_not_deadlock() {
+    // getcwd, chdir and openat are what the init calls after loading the filter (its cwd
+    // check, the program's lookup): the listener must have the fd before any of them
+    let mut c = Ctr::new("sc-notify-init");
+    let sock = c.dir.join("listener.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    c.set(
+        "/linux/seccomp",
+        json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": sock,
+               "syscalls": [{"names": ["getcwd", "chdir", "openat"], "action": "SCMP_ACT_NOTIFY"}]}),
+    );
+    c.set("/process/cwd", json!("/tmp"));
+    c.args(&["sh", "-c", "cd /etc && pwd && cat hostname"]);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let finished = done.clone();
+    let agent = std::thread::spawn(move || {
+        use std::os::fd::AsRawFd;
+        let (conn, _) = listener.accept().unwrap();
+        let (fd, _) = berth::linux::channel::recv_fd(conn.as_fd()).unwrap();
+        let mut seen = std::collections::BTreeSet::new();
+        // let every notified call through until the container is gone (older kernels do
+        // not report that on the fd: the test says so)
+        while !finished.load(std::sync::atomic::Ordering::SeqCst) {
+            let mut p = [nix::poll::PollFd::new(
+                fd.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            match nix::poll::poll(&mut p, nix::poll::PollTimeout::from(50u8)) {
+                Ok(0) => continue,
+                Ok(_)
+                    if p[0]
+                        .revents()
+                        .is_some_and(|r| r.contains(nix::poll::PollFlags::POLLIN)) => {}
+                _ => break,
+            }
+            let Ok(req) = libseccomp::ScmpNotifReq::receive(fd.as_raw_fd()) else {
+                break;
+            };
+            seen.insert(req.data.syscall.get_name().unwrap_or_default());
+            let _ = libseccomp::ScmpNotifResp::new_continue(
+                req.id,
+                libseccomp::ScmpNotifRespFlags::CONTINUE,
+            )
+            .respond(fd.as_raw_fd());
+        }
+        seen
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    let c2 = std::thread::spawn(move || {
+        let r = c.run();
+        let _ = tx.send(r);
+        c
+    });
+    let (code, out, err) = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the container hung: init, berth and listener wait on each other");
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "/etc\nberth\n");
+    let seen = agent.join().unwrap();
+    for name in ["getcwd", "chdir", "openat"] {
+        assert!(seen.contains(name), "{name} was not notified: {seen:?}");
+    }
+    c2.join().unwrap().assert_gone();
+}
+
+#[test]
 fn default_profile_blocks_namespace_and_mount_calls() {
     let mut c = Ctr::new("sc-default");
     let spec_dir = c.dir.join("spec");

@@ -38,9 +38,10 @@ impl Logger {
         }
     }
 
-    /// An error: always on stderr.
+    /// An error: always on stderr, with the word clients and test suites look for (runc
+    /// prints `level=error msg=...`).
     pub fn error(&self, msg: &str) {
-        eprintln!("berth: {msg}");
+        eprintln!("berth: error: {msg}");
         self.line("error", msg);
     }
 

@@ -151,7 +151,7 @@ pub fn main() -> i32 {
         Ok(l) => l,
         Err(e) => {
             eprintln!(
-                "berth: open log {}: {e}",
+                "berth: error: open log {}: {e}",
                 cli.log.clone().unwrap_or_default().display()
             );
             return 1;

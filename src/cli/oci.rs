@@ -95,6 +95,22 @@ pub struct ExecArgs {
     /// Pass fds 3..3+N to the process.
     #[arg(long = "preserve-fds", default_value_t = 0)]
     preserve_fds: u32,
+    /// Add a capability to the bounding, effective and permitted sets (and ambient when the
+    /// process has inheritable ones).
+    #[arg(short = 'c', long = "cap")]
+    cap: Vec<String>,
+    /// Allow exec in a paused container (the process runs once it is resumed).
+    #[arg(long = "ignore-paused")]
+    ignore_paused: bool,
+    /// AppArmor profile of the process.
+    #[arg(long)]
+    apparmor: Option<String>,
+    /// SELinux label of the process.
+    #[arg(long = "process-label")]
+    process_label: Option<String>,
+    /// Run in an existing sub-cgroup of the container: [<controller>:]<path> (repeatable).
+    #[arg(long)]
+    cgroup: Vec<String>,
     id: String,
     /// Program and arguments (when --process is not given).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -322,9 +338,17 @@ fn exec(rt: &Runtime, a: ExecArgs, log: &Logger) -> Result<i32> {
             }
             let mut p = rt.config_process(&a.id)?;
             p.set_args(Some(a.args.clone()));
-            p.set_terminal(Some(a.tty));
+            // runc: --tty only when given; otherwise the config's terminal setting
+            if a.tty {
+                p.set_terminal(Some(true));
+            }
+            // a variable given again replaces the config's (the last one wins, as in runc)
             let mut env = p.env().clone().unwrap_or_default();
-            env.extend(a.env.iter().cloned());
+            for kv in &a.env {
+                let key = kv.split_once('=').map_or(kv.as_str(), |(k, _)| k);
+                env.retain(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) != key);
+                env.push(kv.clone());
+            }
             p.set_env(Some(env));
             if let Some(cwd) = &a.cwd {
                 p.set_cwd(cwd.clone());
@@ -349,6 +373,13 @@ fn exec(rt: &Runtime, a: ExecArgs, log: &Logger) -> Result<i32> {
             if a.no_new_privs {
                 p.set_no_new_privileges(Some(true));
             }
+            if let Some(profile) = &a.apparmor {
+                p.set_apparmor_profile(Some(profile.clone()));
+            }
+            if let Some(label) = &a.process_label {
+                p.set_selinux_label(Some(label.clone()));
+            }
+            add_caps(&mut p, &a.cap)?;
             p
         }
     };
@@ -358,6 +389,15 @@ fn exec(rt: &Runtime, a: ExecArgs, log: &Logger) -> Result<i32> {
         detach: a.detach,
         pid_file: a.pid_file,
         preserve_fds: a.preserve_fds,
+        ignore_paused: a.ignore_paused,
+        sub_cgroups: a
+            .cgroup
+            .iter()
+            .map(|c| match c.split_once(':') {
+                Some((ctrl, path)) => (Some(ctrl.to_string()), PathBuf::from(path)),
+                None => (None, PathBuf::from(c)),
+            })
+            .collect(),
     };
     let (outcome, warnings) = rt.exec(&a.id, &opts)?;
     warnings.iter().for_each(|w| log.warn(w));
@@ -365,6 +405,34 @@ fn exec(rt: &Runtime, a: ExecArgs, log: &Logger) -> Result<i32> {
         Outcome::Exited { code } => code,
         Outcome::Detached { .. } => 0,
     })
+}
+
+/// `exec --cap`: into bounding, effective and permitted, and ambient when the process has an
+/// inheritable set (ambient capabilities need it), as runc does.
+fn add_caps(p: &mut Process, caps: &[String]) -> Result<()> {
+    if caps.is_empty() {
+        return Ok(());
+    }
+    let mut c = p.capabilities().clone().unwrap_or_default();
+    for name in caps {
+        // as config.json spells them
+        let cap: oci_spec::runtime::Capability =
+            serde_json::from_value(serde_json::Value::String(name.to_ascii_uppercase()))
+                .map_err(|_| anyhow::anyhow!("--cap {name:?}: unknown capability (CAP_NAME)"))?;
+        let add = |set: &Option<oci_spec::runtime::Capabilities>| {
+            let mut s = set.clone().unwrap_or_default();
+            s.insert(cap);
+            Some(s)
+        };
+        c.set_bounding(add(c.bounding()));
+        c.set_effective(add(c.effective()));
+        c.set_permitted(add(c.permitted()));
+        if c.inheritable().is_some() {
+            c.set_ambient(add(c.ambient()));
+        }
+    }
+    p.set_capabilities(Some(c));
+    Ok(())
 }
 
 fn list(rt: &Runtime, format: &str, quiet: bool) -> Result<()> {

@@ -228,9 +228,10 @@ pub fn main(args: &[String], root: &Path, data_root: &Path, log: &Logger) -> Res
                 .with_context(|| format!("read {}", file.display()))?;
             let pods = manifest::parse(&text).with_context(|| file.display().to_string())?;
             for m in &pods {
+                let what = format!("pod {}/{}", m.pod.namespace, m.pod.name);
                 let id = rt
                     .run_pod(m, &mut |l| eprintln!("{l}"))
-                    .with_context(|| format!("pod {}/{}", m.pod.namespace, m.pod.name))?;
+                    .map_err(|e| naming(e, &what))?;
                 println!("{id}");
             }
         }
@@ -474,5 +475,14 @@ impl Paths {
             p: Paths,
         }
         Only::parse_from(["berth"]).p
+    }
+}
+
+/// The error, with `what` in front unless its text already names it.
+fn naming(e: berth::pod::Error, what: &str) -> anyhow::Error {
+    if e.to_string().contains(what) {
+        anyhow::Error::from(e)
+    } else {
+        anyhow::Error::from(e).context(what.to_string())
     }
 }

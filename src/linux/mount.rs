@@ -321,6 +321,29 @@ fn resolve_for_create(root: BorrowedFd<'_>, path: &Path) -> Result<PathBuf> {
 /// Make sure `path` exists inside `root` (creating missing directories, and the last component
 /// as a directory or an empty file), and return an `O_PATH` fd on it. Symlinks are followed
 /// inside `root` only; creation happens with `mkdirat` on fds resolved inside `root`.
+/// proc and sysfs go only on a real directory (or where none is yet): a symlinked `/proc`
+/// would let the image redirect what the runtime later writes through it (masked paths, LSM
+/// labels: the CVE-2019-16884 / CVE-2019-19921 class). runc refuses the same.
+fn ordinary_directory(root: BorrowedFd<'_>, dest: &Path, fstype: &str) -> Result<()> {
+    let (Some(parent), Some(name)) = (dest.parent(), dest.file_name()) else {
+        return Ok(());
+    };
+    let parent = match open_in_root(root, parent, OFlag::O_PATH | OFlag::O_DIRECTORY) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Ok(()),
+        Err(e) => return Err(SysError::new(format!("resolve {}", parent.display()), e)),
+    };
+    match nix::sys::stat::fstatat(&parent, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Err(Errno::ENOENT) => Ok(()),
+        Err(e) => Err(SysError::new(format!("stat {}", dest.display()), e)),
+        Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => Ok(()),
+        Ok(_) => Err(SysError::other(
+            format!("mount {fstype} on {}", dest.display()),
+            format!("filesystem {fstype:?} must be mounted on ordinary directory"),
+        )),
+    }
+}
+
 pub fn ensure_in_root(root: BorrowedFd<'_>, path: &Path, dir: bool) -> Result<OwnedFd> {
     match open_in_root(root, path, OFlag::O_PATH) {
         Ok(fd) => return Ok(fd),
@@ -481,6 +504,9 @@ pub fn apply_entry(root: BorrowedFd<'_>, e: &Entry, cgroup: Option<&CgroupMount>
             }
         }
         Kind::Fs(fstype) => {
+            if fstype == "proc" || fstype == "sysfs" {
+                ordinary_directory(root, dest, fstype)?;
+            }
             let target = ensure_in_root(root, dest, true)?;
             // The image's directory, readable, before the tmpfs hides it.
             let below = if e.options.copy_up {

@@ -157,8 +157,10 @@ pub fn set_oom_score_adj(value: i32, warn: &mut dyn FnMut(String)) -> Result<()>
 }
 
 /// Become the process's user with its capabilities: bounding set first (dropping needs
-/// CAP_SETPCAP), then groups and ids keeping permitted caps, then the other sets.
-pub fn switch_user(p: &ProcessPlan) -> Result<()> {
+/// CAP_SETPCAP), then groups and ids keeping permitted caps, then the other sets. Ambient
+/// capabilities the kernel refuses (not both permitted and inheritable, as in `runc spec`'s
+/// own config) are skipped with a warning, as runc does.
+pub fn switch_user(p: &ProcessPlan, warn: &mut dyn FnMut(String)) -> Result<()> {
     let caps = p.capabilities.as_ref();
     if let Some(c) = caps {
         for cap in &c.drop_bounding {
@@ -194,7 +196,15 @@ pub fn switch_user(p: &ProcessPlan) -> Result<()> {
         set(CapSet::Inheritable, &c.inheritable, "inheritable")?;
         set(CapSet::Effective, &c.effective, "effective")?;
         set(CapSet::Permitted, &c.permitted, "permitted")?;
-        set(CapSet::Ambient, &c.ambient, "ambient")?;
+        caps::clear(None, CapSet::Ambient)
+            .map_err(|e| SysError::other("clear ambient capabilities", e.to_string()))?;
+        let mut ambient: Vec<&caps::Capability> = c.ambient.iter().collect();
+        ambient.sort_by_key(|c| c.index());
+        for cap in ambient {
+            if let Err(e) = caps::raise(None, CapSet::Ambient, *cap) {
+                warn(format!("cannot raise ambient capability {cap}: {e}"));
+            }
+        }
     }
     Ok(())
 }

@@ -246,7 +246,7 @@ pub(crate) fn spawn(
         Ok((pid, channel, warnings, terminal)) => Ok(Spawned {
             pid,
             channel,
-            warnings,
+            warnings: plan.warnings.iter().cloned().chain(warnings).collect(),
             terminal,
             locked,
             undo,
@@ -420,34 +420,43 @@ fn spawn_steps(
         }
         parent.send(&Msg::Go)?;
     }
-    let ready = wait_ready(&parent, pid, &mut || {
-        // prestart (deprecated) and createRuntime: in our namespaces, while the init waits
-        let mut rec = record.clone();
-        rec.pid = pid;
-        let state = rec.hook_state(Status::Creating);
-        let h = &plan.hooks;
-        hooks::run_all("prestart", h.prestart().as_deref().unwrap_or(&[]), &state)
-            .and_then(|_| {
-                hooks::run_all(
-                    "createRuntime",
-                    h.create_runtime().as_deref().unwrap_or(&[]),
-                    &state,
-                )
-            })
-            .map_err(Error::Init)?;
-        Ok(state)
-    })?;
+    let listener = plan.seccomp.as_ref().and_then(|f| f.listener.clone());
+    let ready = wait_ready(
+        &parent,
+        pid,
+        &mut |fd| {
+            // the container process's state, as it is being created
+            let Some(l) = &listener else {
+                return Ok(());
+            };
+            let mut rec = record.clone();
+            rec.pid = pid;
+            send_seccomp_listener(l, fd, pid, &locked.state(&rec), true)
+        },
+        &mut || {
+            // prestart (deprecated) and createRuntime: in our namespaces, while the init waits
+            let mut rec = record.clone();
+            rec.pid = pid;
+            let state = rec.hook_state(Status::Creating);
+            let h = &plan.hooks;
+            hooks::run_all("prestart", h.prestart().as_deref().unwrap_or(&[]), &state)
+                .and_then(|_| {
+                    hooks::run_all(
+                        "createRuntime",
+                        h.create_runtime().as_deref().unwrap_or(&[]),
+                        &state,
+                    )
+                })
+                .map_err(Error::Init)?;
+            Ok(state)
+        },
+    )?;
     record.pid_start = proc::stat(pid)
         .map(|s| s.start_time)
         .ok_or_else(|| Error::Init("container init exited right after setup".into()))?;
     record.pid = pid;
     record.cgroup_created = created;
     locked.write(&record)?;
-    if let (Some(fd), Some(f)) = (ready.seccomp, &plan.seccomp) {
-        if let Some(listener) = &f.listener {
-            send_seccomp_listener(listener, fd, pid, &locked.state(&record))?;
-        }
-    }
     let (warnings, terminal) = (ready.warnings, ready.terminal);
     Ok((pid, parent, warnings, terminal))
 }
@@ -536,8 +545,6 @@ pub(crate) struct Ready {
     pub warnings: Vec<String>,
     /// The terminal's master, when this process proxies it.
     pub terminal: Option<OwnedFd>,
-    /// The seccomp notify listener, for `listenerPath`.
-    pub seccomp: Option<OwnedFd>,
 }
 
 /// Read the child's messages until it is ready (or has failed). `hooks` runs the runtime's
@@ -545,6 +552,7 @@ pub(crate) struct Ready {
 pub(crate) fn wait_ready(
     ch: &Channel,
     pid: i32,
+    seccomp: &mut dyn FnMut(OwnedFd) -> Result<()>,
     hooks: &mut dyn FnMut() -> Result<String>,
 ) -> Result<Ready> {
     let mut ready = Ready::default();
@@ -558,9 +566,12 @@ pub(crate) fn wait_ready(
             }
             Some((Msg::Warning(w), _)) => ready.warnings.push(w),
             Some((Msg::Terminal, fd)) => ready.terminal = fd,
-            Some((Msg::Seccomp, fd)) => ready.seccomp = fd,
+            Some((Msg::Seccomp, Some(fd))) => {
+                seccomp(fd)?;
+                ch.send(&Msg::Go)?;
+            }
             Some((Msg::Error(e), _)) => return Err(Error::Init(e)),
-            Some((Msg::Go, _)) | Some((Msg::State(_), _)) | None => {
+            Some((Msg::Seccomp, None)) | Some((Msg::Go, _)) | Some((Msg::State(_), _)) | None => {
                 let status = waitpid(Pid::from_raw(pid), None);
                 return Err(Error::Init(format!(
                     "container init exited during setup without a report ({})",
@@ -578,12 +589,13 @@ pub(crate) fn send_seccomp_listener(
     fd: OwnedFd,
     pid: i32,
     state: &super::state::State,
+    creating: bool,
 ) -> Result<()> {
     let (path, metadata) = listener;
     let mut st = serde_json::to_value(state).expect("state serialises");
     if let Some(o) = st.as_object_mut() {
         // the state of a container whose process is not running yet
-        if pid == state.pid && state.status == super::state::Status::Created {
+        if creating {
             o.insert("status".into(), "creating".into());
         }
         o.remove("rootfs");

@@ -17,7 +17,7 @@ pub enum Error {
     )]
     InvalidId(String),
     /// A bad config.json or process.json field.
-    #[error("{file}: {err}")]
+    #[error("{}", spec_text(file, err))]
     Spec { file: String, err: SpecError },
     #[error(transparent)]
     Sys(#[from] SysError),
@@ -37,6 +37,15 @@ pub enum Error {
     /// State on disk that berth cannot read.
     #[error("state of container {id:?}: {msg}")]
     Corrupt { id: String, msg: String },
+}
+
+/// `file: field: message`, without naming the file twice when the whole file is at fault.
+fn spec_text(file: &str, err: &SpecError) -> String {
+    if err.field == file {
+        format!("{file}: {}", err.message)
+    } else {
+        format!("{file}: {err}")
+    }
 }
 
 impl Error {

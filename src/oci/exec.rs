@@ -31,6 +31,11 @@ pub struct ExecOptions {
     pub detach: bool,
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: u32,
+    /// Exec into a paused container (the process stays frozen until it is resumed).
+    pub ignore_paused: bool,
+    /// Existing sub-cgroups of the container's to run in: `(controller, path)`, where no
+    /// controller means every hierarchy (runc's `--cgroup [<controller>:]<path>`).
+    pub sub_cgroups: Vec<(Option<String>, PathBuf)>,
 }
 
 fn ns_flag(name: &str) -> CloneFlags {
@@ -50,17 +55,40 @@ fn ns_flag(name: &str) -> CloneFlags {
 pub fn exec(store: &Store, id: &str, opts: &ExecOptions) -> Result<(Outcome, Vec<String>)> {
     let (locked, rec) = store.open(id, false)?;
     let status = locked.status(&rec);
-    if !matches!(status, Status::Created | Status::Running) {
-        return Err(Error::State {
-            id: id.to_string(),
-            status,
-            what: "cannot exec in a stopped container",
-        });
+    match status {
+        Status::Created | Status::Running => {}
+        Status::Paused if opts.ignore_paused => {}
+        Status::Paused => {
+            return Err(Error::State {
+                id: id.to_string(),
+                status,
+                what: "cannot exec in a paused container (use --ignore-paused to override)",
+            });
+        }
+        _ => {
+            return Err(Error::State {
+                id: id.to_string(),
+                status,
+                what: "cannot exec in a stopped container",
+            });
+        }
     }
-    let plan = plan::process_plan(&opts.process, "process").map_err(|err| Error::Spec {
+    let mut plan = plan::process_plan(&opts.process, "process").map_err(|err| Error::Spec {
         file: "process".into(),
         err,
     })?;
+    // what the container's config imposes on every process in it: its seccomp filter and its
+    // execution domain
+    let spec = super::spec::load(&rec.bundle).map_err(Error::config)?;
+    let linux = spec.linux().clone().unwrap_or_default();
+    plan.personality = plan::personality(&linux).map_err(Error::config)?;
+    let filter = linux
+        .seccomp()
+        .as_ref()
+        .map(super::seccomp::filter)
+        .transpose()
+        .map_err(Error::config)?;
+    let cgroup = sub_cgroup(&rec.cgroup, &opts.sub_cgroups)?;
     super::create::check_host_lsm(&plan, "process")?;
     if plan.terminal && opts.detach && opts.console_socket.is_none() {
         return Err(Error::Invalid(
@@ -83,14 +111,19 @@ pub fn exec(store: &Store, id: &str, opts: &ExecOptions) -> Result<(Outcome, Vec
         nix::sched::setns(&pidfd, CloneFlags::CLONE_NEWPID)
             .step(|| "join the container's pid namespace".into())?;
     }
-    let cgroup_fd = cgroup::open_v2(&rec.cgroup)?;
+    // A frozen cgroup would freeze the process in the middle of its setup: in a paused
+    // container it joins the cgroup only once ready to exec (and execs when thawed).
+    let join_late = status == Status::Paused;
+    let cgroup_fd = if join_late {
+        None
+    } else {
+        cgroup::open_v2(&cgroup)?
+    };
     let terminal = match (&opts.console_socket, plan.terminal) {
         (Some(path), true) => Some(TerminalTo::Socket(crate::linux::console::connect(path)?)),
         (None, true) => Some(TerminalTo::Parent),
         (_, false) => None,
     };
-    // The container's seccomp filter applies to every process in it.
-    let filter = container_seccomp(&rec.bundle)?;
     let seccomp = filter
         .as_ref()
         .map(|f| crate::linux::seccomp::program(f, &store.seccomp_cache()))
@@ -101,7 +134,7 @@ pub fn exec(store: &Store, id: &str, opts: &ExecOptions) -> Result<(Outcome, Vec
         Some(Foreground::block()?)
     };
     let (parent, child) = Channel::pair()?;
-    let wait_go = cgroup_fd.is_none();
+    let wait_go = cgroup_fd.is_none() && !join_late;
     let exec_stub = super::create::exec_stub()?;
     // Born non-dumpable: the container's processes cannot open its /proc/<pid>/exe (berth)
     // in the moment before it execs.
@@ -131,7 +164,7 @@ pub fn exec(store: &Store, id: &str, opts: &ExecOptions) -> Result<(Outcome, Vec
                 seccomp,
                 exec_stub,
             };
-            exec_child(&plan, pidfd, flags, io)
+            exec_child(&plan, pidfd, flags, io, join_late)
         }
         Forked::Parent(pid) => pid,
     };
@@ -139,12 +172,13 @@ pub fn exec(store: &Store, id: &str, opts: &ExecOptions) -> Result<(Outcome, Vec
         let _ = nix::sys::prctl::set_dumpable(true);
     }
     drop((child, terminal, cgroup_fd, pidfd, seccomp, exec_stub));
-    let result = wait_exec(&parent, &rec.cgroup, pid, wait_go).and_then(|r| {
-        if let (Some(fd), Some(Some(l))) = (r.seccomp, filter.as_ref().map(|f| &f.listener)) {
-            super::create::send_seccomp_listener(l, fd, pid, &locked.state(&rec))?;
-        }
-        Ok((r.warnings, r.terminal))
-    });
+    let listener = filter.as_ref().and_then(|f| f.listener.clone());
+    let mut to_listener = |fd: OwnedFd| match &listener {
+        Some(l) => super::create::send_seccomp_listener(l, fd, pid, &locked.state(&rec), false),
+        None => Ok(()),
+    };
+    let result = wait_exec(&parent, &cgroup, pid, wait_go, join_late, &mut to_listener)
+        .map(|r| (r.warnings, r.terminal));
     let (warnings, tty) = match result {
         Ok(x) => x,
         Err(e) => {
@@ -168,17 +202,74 @@ pub fn exec(store: &Store, id: &str, opts: &ExecOptions) -> Result<(Outcome, Vec
     }
 }
 
-/// The seccomp filter of the container's config.json, if it has one.
-fn container_seccomp(bundle: &std::path::Path) -> Result<Option<crate::linux::seccomp::Filter>> {
-    let spec = super::spec::load(bundle).map_err(Error::config)?;
-    let Some(s) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else {
-        return Ok(None);
-    };
-    super::seccomp::filter(s).map(Some).map_err(Error::config)
+/// The cgroup an exec'd process joins: the container's, or existing sub-cgroups of it.
+fn sub_cgroup(dirs: &cgroup::Dirs, subs: &[(Option<String>, PathBuf)]) -> Result<cgroup::Dirs> {
+    let mut out = dirs.clone();
+    for (ctrl, sub) in subs {
+        if sub.is_absolute()
+            || sub
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(Error::Invalid(format!(
+                "--cgroup {}: a sub-cgroup is a relative path without '..'",
+                sub.display()
+            )));
+        }
+        let check = |d: PathBuf| -> Result<PathBuf> {
+            if d.is_dir() {
+                Ok(d)
+            } else {
+                Err(Error::Invalid(format!(
+                    "--cgroup {}: {} does not exist",
+                    sub.display(),
+                    d.display()
+                )))
+            }
+        };
+        match (&mut out, ctrl) {
+            (cgroup::Dirs::V2(_), Some(c)) => {
+                return Err(Error::Invalid(format!(
+                    "--cgroup {c}:{}: controller names are for cgroup v1 hierarchies",
+                    sub.display()
+                )));
+            }
+            (cgroup::Dirs::V2(d), None) => *d = check(d.join(sub))?,
+            (cgroup::Dirs::V1(map), ctrl) => {
+                let mut hit = false;
+                for (name, d) in map.iter_mut() {
+                    if ctrl
+                        .as_ref()
+                        .is_none_or(|c| name.split(',').any(|n| n == c))
+                    {
+                        *d = check(d.join(sub))?;
+                        hit = true;
+                    }
+                }
+                if !hit {
+                    return Err(Error::Invalid(format!(
+                        "--cgroup {}:{}: no such controller in the container's cgroups",
+                        ctrl.clone().unwrap_or_default(),
+                        sub.display()
+                    )));
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Move the child into the cgroup (v1), then read its reports until its exec closes the channel.
-fn wait_exec(ch: &Channel, dirs: &cgroup::Dirs, pid: i32, wait_go: bool) -> Result<Ready> {
+/// With `join_late`, the child says Ready before its exec: it is moved into the (frozen)
+/// cgroup then and told to go on; its exec happens when the container is resumed.
+fn wait_exec(
+    ch: &Channel,
+    dirs: &cgroup::Dirs,
+    pid: i32,
+    wait_go: bool,
+    join_late: bool,
+    seccomp: &mut dyn FnMut(OwnedFd) -> Result<()>,
+) -> Result<Ready> {
     if wait_go {
         cgroup::add_process(dirs, pid)?;
         ch.send(&Msg::Go)?;
@@ -187,16 +278,31 @@ fn wait_exec(ch: &Channel, dirs: &cgroup::Dirs, pid: i32, wait_go: bool) -> Resu
     loop {
         match ch.recv_with_fd()? {
             None => return Ok(ready),
+            Some((Msg::Ready, _)) if join_late => {
+                cgroup::add_process(dirs, pid)?;
+                ch.send(&Msg::Go)?;
+                return Ok(ready);
+            }
             Some((Msg::Warning(w), _)) => ready.warnings.push(w),
             Some((Msg::Terminal, fd)) => ready.terminal = fd,
-            Some((Msg::Seccomp, fd)) => ready.seccomp = fd,
+            // to the listener before the process may make a notified syscall
+            Some((Msg::Seccomp, Some(fd))) => {
+                seccomp(fd)?;
+                ch.send(&Msg::Go)?;
+            }
             Some((Msg::Error(e), _)) => return Err(Error::Init(e)),
             Some(_) => {}
         }
     }
 }
 
-fn exec_child(p: &ProcessPlan, pidfd: OwnedFd, flags: CloneFlags, io: InitIo) -> ! {
+fn exec_child(
+    p: &ProcessPlan,
+    pidfd: OwnedFd,
+    flags: CloneFlags,
+    io: InitIo,
+    join_late: bool,
+) -> ! {
     for fd in &io.close_first {
         sys::close_raw(*fd);
     }
@@ -220,6 +326,12 @@ fn exec_child(p: &ProcessPlan, pidfd: OwnedFd, flags: CloneFlags, io: InitIo) ->
             sys::exit_now(1)
         }
         Ok(prep) => {
+            if join_late
+                && (io.channel.send(&Msg::Ready).is_err()
+                    || !matches!(io.channel.recv(), Ok(Some(Msg::Go))))
+            {
+                sys::exit_now(1);
+            }
             let e = prep.exec(p, &io);
             let _ = io.channel.send(&Msg::Error(e.to_string()));
             sys::exit_now(127)

@@ -6,7 +6,11 @@
 //! them while the init waits); createContainer in the container's mount namespace before
 //! pivot_root and startContainer in the container just before the program (the init runs
 //! them); poststart after the program started (`start`/`run`), poststop after delete. A failure
-//! of the first four fails the operation; of the last two it is a warning.
+//! of the first four fails the operation; of the last two it is a warning (runc kills the
+//! container when a poststart hook fails; the runtime-spec says warn).
+//!
+//! A hook without `env` inherits the environment of what runs it, as runc's do: berth's for
+//! the runtime's hooks, the container process's for createContainer and startContainer.
 
 use std::io::{Read, Seek, Write};
 use std::os::fd::AsFd;
@@ -20,8 +24,29 @@ use crate::linux::sys;
 
 /// Run `hooks` in order; the first failure stops and is returned, naming the hook.
 pub fn run_all(kind: &str, hooks: &[Hook], state: &str) -> Result<(), String> {
+    run_all_with(kind, hooks, state, None)
+}
+
+/// [`run_all`] for hooks that run in the container: without `env` of their own they get the
+/// container process's `env`.
+pub fn run_all_in_container(
+    kind: &str,
+    hooks: &[Hook],
+    state: &str,
+    env: &[std::ffi::CString],
+) -> Result<(), String> {
+    run_all_with(kind, hooks, state, Some(env))
+}
+
+fn run_all_with(
+    kind: &str,
+    hooks: &[Hook],
+    state: &str,
+    env: Option<&[std::ffi::CString]>,
+) -> Result<(), String> {
     for (i, h) in hooks.iter().enumerate() {
-        run_one(h, state).map_err(|e| format!("{kind} hook #{i} ({}): {e}", h.path().display()))?;
+        run_one(h, state, env)
+            .map_err(|e| format!("{kind} hook #{i} ({}): {e}", h.path().display()))?;
     }
     Ok(())
 }
@@ -32,24 +57,36 @@ pub fn run_all_warn(kind: &str, hooks: &[Hook], state: &str) -> Vec<String> {
         .iter()
         .enumerate()
         .filter_map(|(i, h)| {
-            run_one(h, state)
+            run_one(h, state, None)
                 .err()
                 .map(|e| format!("{kind} hook #{i} ({}): {e}", h.path().display()))
         })
         .collect()
 }
 
-fn run_one(h: &Hook, state: &str) -> Result<(), String> {
+fn run_one(h: &Hook, state: &str, inherit: Option<&[std::ffi::CString]>) -> Result<(), String> {
+    use std::os::unix::ffi::OsStrExt;
     let mut cmd = Command::new(h.path());
     if let Some(args) = h.args() {
         if let Some((arg0, rest)) = args.split_first() {
             cmd.arg0(arg0).args(rest);
         }
     }
-    cmd.env_clear();
-    for kv in h.env().as_deref().unwrap_or(&[]) {
-        if let Some((k, v)) = kv.split_once('=') {
-            cmd.env(k, v);
+    let env: Option<Vec<&[u8]>> = match (h.env(), inherit) {
+        (Some(list), _) => Some(list.iter().map(|s| s.as_bytes()).collect()),
+        (None, Some(container)) => Some(container.iter().map(|s| s.to_bytes()).collect()),
+        // the runtime's own environment
+        (None, None) => None,
+    };
+    if let Some(env) = env {
+        cmd.env_clear();
+        for kv in env {
+            if let Some(eq) = kv.iter().position(|b| *b == b'=') {
+                cmd.env(
+                    std::ffi::OsStr::from_bytes(&kv[..eq]),
+                    std::ffi::OsStr::from_bytes(&kv[eq + 1..]),
+                );
+            }
         }
     }
     // Output goes to an in-memory file, read after the hook ends: pipes could fill up and

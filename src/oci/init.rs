@@ -244,6 +244,39 @@ fn setup(plan: &Plan, io: &InitIo) -> Result<Prepared> {
     // Modes of what we create (mount points, device nodes) must be exactly as asked.
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
 
+    let hook_state = if plan.own_mounts {
+        mount_rootfs(plan, io)?
+    } else {
+        // the host's root, as runc leaves it: no mounts, no pivot; the hooks still run
+        setup_hooks(plan, io)?
+    };
+    if let Some(h) = &plan.hostname {
+        nix::unistd::sethostname(h).step(|| format!("set hostname {h:?}"))?;
+    }
+    if let Some(d) = &plan.domainname {
+        sys::setdomainname(d).step(|| format!("set domainname {d:?}"))?;
+    }
+    for (path, value) in &plan.sysctls {
+        std::fs::write(path, value).step(|| format!("write sysctl {}", path.display()))?;
+    }
+    if plan.process.terminal {
+        // /dev/console is the container's only in a mount namespace of its own
+        setup_terminal(io, &plan.process, plan.own_mounts)?;
+    }
+    mount::mask_paths(&plan.masked_paths)?;
+    mount::readonly_paths(&plan.readonly_paths)?;
+    if plan.readonly_root {
+        mount::readonly_root()?;
+    }
+    let mut prepared = prepare_process(&plan.process, io)?;
+    prepared.hook_state = hook_state;
+    Ok(prepared)
+}
+
+/// The container's root in its own mount namespace: the rootfs's mounts and devices, the
+/// hooks that run before pivot_root, pivot_root, then the root's propagation. Returns the
+/// state JSON for startContainer hooks, if any run.
+fn mount_rootfs(plan: &Plan, io: &InitIo) -> Result<Option<String>> {
     let root = mount::prepare_rootfs(&plan.rootfs, plan.root_propagation)?;
     for m in &plan.mounts {
         mount::apply_entry(root.as_fd(), m, plan.cgroup_mount.as_ref())?;
@@ -258,14 +291,7 @@ fn setup(plan: &Plan, io: &InitIo) -> Result<Prepared> {
     }
     // The runtime's hooks run now (the parent, in its namespaces), then createContainer ones
     // here, in the container's mount namespace, before pivot_root.
-    let hook_state = if plan.has_setup_hooks() {
-        let state = request_hooks(&io.channel)?;
-        let h = plan.hooks.create_container().as_deref().unwrap_or(&[]);
-        hooks::run_all("createContainer", h, &state).map_err(|e| SysError::other("hooks", e))?;
-        Some(state)
-    } else {
-        None
-    };
+    let hook_state = setup_hooks(plan, io)?;
     if plan.pivot {
         mount::pivot_root(root.as_fd())?;
     } else {
@@ -275,26 +301,19 @@ fn setup(plan: &Plan, io: &InitIo) -> Result<Prepared> {
     if let Some(p) = plan.final_propagation {
         mount::set_root_propagation(p)?;
     }
-    if let Some(h) = &plan.hostname {
-        nix::unistd::sethostname(h).step(|| format!("set hostname {h:?}"))?;
+    Ok(hook_state)
+}
+
+/// prestart and createRuntime hooks (the parent runs them), then createContainer ones here.
+fn setup_hooks(plan: &Plan, io: &InitIo) -> Result<Option<String>> {
+    if !plan.has_setup_hooks() {
+        return Ok(None);
     }
-    if let Some(d) = &plan.domainname {
-        sys::setdomainname(d).step(|| format!("set domainname {d:?}"))?;
-    }
-    for (path, value) in &plan.sysctls {
-        std::fs::write(path, value).step(|| format!("write sysctl {}", path.display()))?;
-    }
-    if plan.process.terminal {
-        setup_terminal(io, &plan.process, true)?;
-    }
-    mount::mask_paths(&plan.masked_paths)?;
-    mount::readonly_paths(&plan.readonly_paths)?;
-    if plan.readonly_root {
-        mount::readonly_root()?;
-    }
-    let mut prepared = prepare_process(&plan.process, io)?;
-    prepared.hook_state = hook_state;
-    Ok(prepared)
+    let state = request_hooks(&io.channel)?;
+    let h = plan.hooks.create_container().as_deref().unwrap_or(&[]);
+    hooks::run_all_in_container("createContainer", h, &state, &plan.process.env)
+        .map_err(|e| SysError::other("hooks", e))?;
+    Ok(Some(state))
 }
 
 /// Ask the parent to run the runtime's hooks; returns the state JSON it sends back.
@@ -318,7 +337,8 @@ fn start_container_hooks(plan: &Plan, state: Option<&String>) -> Result<()> {
         .and_then(|s| serde_json::from_str(s).ok())
         .unwrap_or_default();
     st["status"] = "created".into();
-    hooks::run_all("startContainer", list, &st.to_string()).map_err(|e| SysError::other("hooks", e))
+    hooks::run_all_in_container("startContainer", list, &st.to_string(), &plan.process.env)
+        .map_err(|e| SysError::other("hooks", e))
 }
 
 /// A time namespace's offsets can only be written before any process is in it: create it for
@@ -399,7 +419,7 @@ pub(crate) fn prepare_process(p: &ProcessPlan, io: &InitIo) -> Result<Prepared> 
     if early && !p.no_new_privileges {
         load_seccomp(io)?;
     }
-    process::switch_user(p)?;
+    process::switch_user(p, &mut warn)?;
     if early && p.no_new_privileges {
         load_seccomp(io)?;
     }
@@ -439,13 +459,17 @@ pub(crate) fn prepare_process(p: &ProcessPlan, io: &InitIo) -> Result<Prepared> 
     })
 }
 
-/// Load the seccomp filter now; a notify listener fd goes to the parent.
+/// Load the seccomp filter now; a notify listener fd goes to the parent, which hands it to
+/// the `listenerPath` agent at once: only then may this process go on, since its next
+/// syscall may be one that waits for the agent's answer (getcwd, chdir, openat...).
 fn load_seccomp(io: &InitIo) -> Result<()> {
     let Some(prog) = &io.seccomp else {
         return Ok(());
     };
     if let Some(listener) = seccomp::load(prog)? {
         io.channel.send_with_fd(&Msg::Seccomp, listener.as_fd())?;
+        drop(listener);
+        wait_for_go(&io.channel)?;
     }
     Ok(())
 }

@@ -113,9 +113,14 @@ pub struct Plan {
     pub time_offsets: Vec<(String, i64, u32)>,
     /// Lifecycle hooks.
     pub hooks: oci_spec::runtime::Hooks,
+    /// The container has a mount namespace of its own (without one it sees the host's root:
+    /// nothing is mounted and there is no pivot_root).
+    pub own_mounts: bool,
     /// SELinux context for the container's filesystems (added to each non-bind mount).
     pub mount_label: Option<String>,
     pub annotations: BTreeMap<String, String>,
+    /// What was accepted but adjusted (relative masked paths), to show to the user.
+    pub warnings: Vec<String>,
 }
 
 /// What the plan is made from besides the spec.
@@ -324,25 +329,24 @@ pub fn build(spec: &Spec, input: &Input<'_>) -> R<Plan> {
         }
     };
 
-    let paths = |field: &str, list: &Option<Vec<String>>| -> R<Vec<PathBuf>> {
-        list.as_deref()
-            .unwrap_or(&[])
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                if p.starts_with('/') {
-                    Ok(clean(Path::new(p)))
-                } else {
-                    err(
-                        format!("{field}[{i}]"),
-                        format!("{p:?} must be an absolute path"),
-                    )
-                }
-            })
-            .collect()
+    // The runtime-spec says absolute; runc resolves relative ones against the root: so does
+    // berth, with a warning.
+    let mut warnings = Vec::new();
+    let mut paths = |field: &str, list: &Option<Vec<String>>| -> Vec<PathBuf> {
+        let list = list.as_deref().unwrap_or(&[]);
+        let mut out = Vec::with_capacity(list.len());
+        for (i, p) in list.iter().enumerate() {
+            if !p.starts_with('/') {
+                warnings.push(format!(
+                    "{field}[{i}]: {p:?} is not absolute: taken as /{p}, as runc does"
+                ));
+            }
+            out.push(clean(&Path::new("/").join(p)));
+        }
+        out
     };
-    let masked_paths = paths("linux.maskedPaths", linux.masked_paths())?;
-    let readonly_paths = paths("linux.readonlyPaths", linux.readonly_paths())?;
+    let masked_paths = paths("linux.maskedPaths", linux.masked_paths());
+    let readonly_paths = paths("linux.readonlyPaths", linux.readonly_paths());
 
     let mut sysctls = Vec::new();
     if let Some(map) = linux.sysctl() {
@@ -442,20 +446,28 @@ pub fn build(spec: &Spec, input: &Input<'_>) -> R<Plan> {
         }
     }
 
+    // Without a mount namespace of its own the container sees the host's root, as with
+    // runc: berth mounts nothing, makes no devices and does not pivot (it never mounts in the
+    // host's namespace); paths cannot be masked there.
+    let own_mounts = namespaces.kinds.iter().any(|k| k == "mount");
+    if !own_mounts {
+        for (field, list) in [
+            ("linux.maskedPaths", &masked_paths),
+            ("linux.readonlyPaths", &readonly_paths),
+        ] {
+            if !list.is_empty() {
+                return err(
+                    field,
+                    "unable to restrict sys entries without a private MNT namespace",
+                );
+            }
+        }
+        mounts.clear();
+        devices.clear();
+    }
     let mut mount_label = None;
     let mut process = process_plan(process, "process")?;
-    if let Some(per) = linux.personality() {
-        if per.flags().as_ref().is_some_and(|f| !f.is_empty()) {
-            return err(
-                "linux.personality.flags",
-                "no personality flags are supported",
-            );
-        }
-        process.personality = Some(match per.domain() {
-            oci_spec::runtime::LinuxPersonalityDomain::PerLinux => 0x0000,
-            oci_spec::runtime::LinuxPersonalityDomain::PerLinux32 => 0x0008,
-        });
-    }
+    process.personality = personality(linux)?;
     if let Some(label) = linux.mount_label().as_deref().filter(|l| !l.is_empty()) {
         mount_label = Some(label.to_string());
         for m in mounts.iter_mut().filter(|m| matches!(m.kind, Kind::Fs(_))) {
@@ -474,8 +486,8 @@ pub fn build(spec: &Spec, input: &Input<'_>) -> R<Plan> {
         cgroup_mount,
         devices,
         bind_devices: in_user,
-        dev_symlinks: !dev_bound,
-        readonly_root: root.readonly().unwrap_or(false),
+        dev_symlinks: !dev_bound && own_mounts,
+        readonly_root: root.readonly().unwrap_or(false) && own_mounts,
         pivot: !input.no_pivot,
         masked_paths,
         readonly_paths,
@@ -489,6 +501,8 @@ pub fn build(spec: &Spec, input: &Input<'_>) -> R<Plan> {
         },
         process,
         mount_label,
+        warnings,
+        own_mounts,
         seccomp: linux
             .seccomp()
             .as_ref()
@@ -590,12 +604,6 @@ fn namespaces(list: &[oci_spec::runtime::LinuxNamespace], layout: &Layout) -> R<
         return err(
             "linux.namespaces",
             "a new user namespace cannot be combined with namespaces joined by path (join their user namespace by path too)",
-        );
-    }
-    if !seen.contains("mount") {
-        return err(
-            "linux.namespaces",
-            "a mount namespace is required (berth never mounts in the host's)",
         );
     }
     Ok(ns)
@@ -703,6 +711,23 @@ fn capabilities(field: &str, c: &LinuxCapabilities) -> R<Capabilities> {
         ambient: keep(&caps.ambient),
         drop_bounding,
     })
+}
+
+/// The execution domain of `linux.personality` (for the init and every exec'd process).
+pub fn personality(linux: &oci_spec::runtime::Linux) -> R<Option<u64>> {
+    let Some(per) = linux.personality() else {
+        return Ok(None);
+    };
+    if per.flags().as_ref().is_some_and(|f| !f.is_empty()) {
+        return err(
+            "linux.personality.flags",
+            "no personality flags are supported",
+        );
+    }
+    Ok(Some(match per.domain() {
+        oci_spec::runtime::LinuxPersonalityDomain::PerLinux => 0x0000,
+        oci_spec::runtime::LinuxPersonalityDomain::PerLinux32 => 0x0008,
+    }))
 }
 
 /// The process plan of a `process` object (of config.json, or of `exec --process`). `field`
@@ -1011,8 +1036,11 @@ mod tests {
         let cases = [
             (BASE.replace(r#"{"type": "uts"}, "#, ""), "hostname"),
             (
-                BASE.replace(r#"{"type": "mount"}, "#, ""),
-                "linux.namespaces",
+                BASE.replace(r#"{"type": "mount"}, "#, "").replace(
+                    r#""cgroupsPath""#,
+                    r#""maskedPaths": ["/proc/kcore"], "cgroupsPath""#,
+                ),
+                "linux.maskedPaths",
             ),
             (
                 BASE.replace(r#"{"type": "pid"}"#, r#"{"type": "user"}"#),
@@ -1057,6 +1085,33 @@ mod tests {
             let e = plan(&json, &v1()).unwrap_err();
             assert_eq!(e.field, field, "{e}");
         }
+    }
+
+    #[test]
+    fn without_a_mount_namespace_nothing_is_mounted() {
+        let p = plan(&BASE.replace(r#"{"type": "mount"}, "#, ""), &v1()).unwrap();
+        assert!(!p.own_mounts);
+        assert!(p.mounts.is_empty() && p.devices.is_empty() && !p.dev_symlinks);
+    }
+
+    #[test]
+    fn relative_masked_paths_are_taken_from_the_root_with_a_warning() {
+        let json = BASE.replace(
+            r#""cgroupsPath""#,
+            r#""maskedPaths": ["proc/kcore", "/proc/keys"], "readonlyPaths": ["proc/sys"], "cgroupsPath""#,
+        );
+        let p = plan(&json, &v1()).unwrap();
+        assert_eq!(
+            p.masked_paths,
+            vec![PathBuf::from("/proc/kcore"), "/proc/keys".into()]
+        );
+        assert_eq!(p.readonly_paths, vec![PathBuf::from("/proc/sys")]);
+        assert_eq!(p.warnings.len(), 2, "{:?}", p.warnings);
+        assert!(
+            p.warnings[0].starts_with("linux.maskedPaths[0]"),
+            "{:?}",
+            p.warnings
+        );
     }
 
     #[test]

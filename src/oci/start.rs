@@ -42,6 +42,9 @@ pub fn start(store: &Store, id: &str) -> Result<Vec<String>> {
         .map_err(|e| SysError::new(format!("write {}", fifo.display()), e))?;
     std::fs::remove_file(&fifo)
         .map_err(|e| SysError::new(format!("remove {}", fifo.display()), e))?;
+    // Started: the lock goes now. The init may still run startContainer hooks (for as long
+    // as they take): `delete --force` and `kill` must not wait for them.
+    drop(locked);
     // The init's end of the fifo is close-on-exec: when it is gone (POLLERR on ours), the
     // program has been exec'd (or the init died), so poststart runs after the program started.
     let mut fds = [PollFd::new(f.as_fd(), PollFlags::empty())];

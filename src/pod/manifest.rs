@@ -611,10 +611,15 @@ pub fn pod_from_value(v: &Value, doc: usize) -> Result<PodManifest> {
             m
         })
     };
-    check(v, &POD, "").map_err(|e| at(e.to_string()))?;
+    // the inner text, not "manifest: ..." again
+    let inner = |e: Error| match e {
+        Error::Manifest(m) => m,
+        other => other.to_string(),
+    };
+    check(v, &POD, "").map_err(|e| at(inner(e)))?;
     let pod: Pod = serde_path_to_error::deserialize(v)
         .map_err(|e| at(format!("{}: {}", e.path(), e.inner())))?;
-    convert(pod).map_err(|e| at(e.to_string()))
+    convert(pod).map_err(|e| at(inner(e)))
 }
 
 fn convert(p: Pod) -> Result<PodManifest> {

@@ -59,6 +59,8 @@ copy_with_libs "$top/target/debug/berth" "$root$top/target/debug/berth"
 # registry with it), CNI plugins, kernel modules
 copy_with_libs "$(command -v docker-registry)" "$root/usr/bin/docker-registry"
 copy_with_libs "$(command -v setpriv)" "$root/usr/bin/setpriv"
+# runc's own default config is one of the runtime tests' inputs (`runc spec`)
+copy_with_libs "$(command -v runc)" "$root/usr/bin/runc"
 for p in bridge host-local; do copy_with_libs "/usr/lib/cni/$p" "$root/usr/lib/cni/$p"; done
 mkdir -p "$root$top/rootfs-fixtures/build/images" "$root/modules"
 cp -a "$top/rootfs-fixtures/build/images/registry" "$top"/rootfs-fixtures/build/images/registry-*.yml \

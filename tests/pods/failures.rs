@@ -125,12 +125,26 @@ fn bad_manifests_are_refused_before_anything_is_made() {
     for (yaml, want) in cases {
         let err = e.run_fails(&yaml);
         assert!(err.contains(want), "{yaml}\n→ {err}");
+        // as clients judge a failure: the word error, and no prefix said twice
+        assert!(
+            err.contains("error: ") && !err.contains("manifest: manifest:"),
+            "{err}"
+        );
     }
     assert!(
         !e.root.join("pods").exists()
             || fs::read_dir(e.root.join("pods")).unwrap().next().is_none(),
         "a pod was made"
     );
+    // a second pod of one name: the name once
+    let yaml = e.sleeper("twice", true);
+    let id = e.run(&yaml);
+    let err = e.run_fails(&yaml);
+    assert!(
+        err.contains("error: pod default/twice already exists") && !err.contains("twice: pod"),
+        "{err}"
+    );
+    e.ok(&["pod", "rm", "-f", &id]);
     assert!(
         !links().contains(&e.bridge),
         "CNI ran for a refused manifest"

@@ -412,19 +412,62 @@ pub fn open_v2(dirs: &Dirs) -> Result<Option<OwnedFd>> {
 
 /// The pids in the container's cgroup.
 pub fn procs(dirs: &Dirs) -> Result<Vec<i32>> {
-    let path = dirs.procs_dir().join("cgroup.procs");
+    let mut out = Vec::new();
+    procs_below(dirs.procs_dir(), &mut out)?;
+    Ok(out)
+}
+
+/// The processes of `dir` and of its sub-cgroups (made by `exec --cgroup` users or by the
+/// container itself).
+fn procs_below(dir: &Path, out: &mut Vec<i32>) -> Result<()> {
+    let path = dir.join("cgroup.procs");
     match fs::read_to_string(&path) {
-        Ok(s) => Ok(s.lines().filter_map(|l| l.trim().parse().ok()).collect()),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(SysError::new(format!("read {}", path.display()), e)),
+        Ok(s) => out.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok())),
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(SysError::new(format!("read {}", path.display()), e)),
     }
+    for sub in sub_cgroups(dir) {
+        procs_below(&sub, out)?;
+    }
+    Ok(())
+}
+
+/// The child cgroups of `dir`.
+fn sub_cgroups(dir: &Path) -> Vec<PathBuf> {
+    fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `dir`'s sub-cgroups, deepest first.
+fn sub_cgroups_deepest_first(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for sub in sub_cgroups(dir) {
+        out.extend(sub_cgroups_deepest_first(&sub));
+        out.push(sub);
+    }
+    out
 }
 
 /// Remove the container's cgroup: the leaf directories, then the parents berth created for it
 /// (kept if another container still uses them). Waits briefly for exiting processes to leave.
 pub fn remove(dirs: &Dirs, created: &[PathBuf]) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(5);
-    for dir in dirs.all() {
+    let all: Vec<PathBuf> = dirs
+        .all()
+        .into_iter()
+        .flat_map(|d| {
+            let mut v = sub_cgroups_deepest_first(d);
+            v.push(d.to_path_buf());
+            v
+        })
+        .collect();
+    for dir in &all {
         let mut pause = Duration::from_micros(200);
         loop {
             match fs::remove_dir(dir) {
