@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use berth::pod::state::ContainerState;
+use berth::pod::store::ContainerState;
 use berth::pod::{ContainerConfig, Options, PodConfig, PullPolicy, Runtime};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -33,6 +33,7 @@ pub mod image;
 pub mod linux;
 pub mod oci;
 pub mod pod;
+pub mod undo;
 
 /// The pod runtime: the library's entry point (the CRI's verbs in Rust types).
 pub use pod::Runtime;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use berth::pod::{ContainerInfo, Options, Runtime, cni::CniPaths, logs::LogQuery, manifest};
+use berth::pod::{ContainerInfo, Options, Runtime, logs::LogQuery, manifest, net::cni::CniPaths};
 use clap::{Parser, Subcommand};
 
 use super::Logger;
@@ -259,7 +259,7 @@ pub fn main(args: &[String], root: &Path, data_root: &Path, log: &Logger) -> Res
                                 s.containers
                                     .iter()
                                     .filter(|c| {
-                                        c.status.state == berth::pod::state::ContainerState::Running
+                                        c.status.state == berth::pod::store::ContainerState::Running
                                     })
                                     .count(),
                                 s.containers.len(),
@@ -374,7 +374,7 @@ pub fn main(args: &[String], root: &Path, data_root: &Path, log: &Logger) -> Res
             };
             let mut rows = Vec::new();
             for (pod, c) in ctrs {
-                if c.status.state != berth::pod::state::ContainerState::Running {
+                if c.status.state != berth::pod::store::ContainerState::Running {
                     continue;
                 }
                 match rt.stats(&c.record.id) {

@@ -80,7 +80,7 @@ pub struct Mirror {
 
 impl Default for Cni {
     fn default() -> Self {
-        let d = crate::pod::cni::CniPaths::default();
+        let d = crate::pod::net::cni::CniPaths::default();
         Cni {
             conf_dir: d.conf_dir,
             plugin_dirs: d.plugin_dirs,
@@ -195,7 +195,7 @@ impl Config {
             root: self.state_root.clone(),
             data_root: self.data_root.clone(),
             log_root: self.log_root.clone(),
-            cni: crate::pod::cni::CniPaths {
+            cni: crate::pod::net::cni::CniPaths {
                 conf_dir: self.cni.conf_dir.clone(),
                 plugin_dirs: self.cni.plugin_dirs.clone(),
                 ipam_dir: self.cni.ipam_dir.clone(),

@@ -6,24 +6,22 @@ use std::path::PathBuf;
 use k8s_cri::v1 as cri;
 use tonic::Status;
 
-use crate::pod::state::{ContainerState, PodRecord, PodState};
+use crate::pod::store::{ContainerState, PodRecord, PodState};
 use crate::pod::{self, ContainerInfo};
 
-/// A library error as the gRPC status clients expect; the message names the object.
+/// A library error as the gRPC status clients expect; the message names the object. Bad
+/// input is InvalidArgument, berth's own failures Internal.
 pub fn status(e: pod::Error) -> Status {
-    use pod::Error as E;
+    use pod::ErrorKind as K;
     let msg = e.to_string();
-    match e {
-        E::NotFound(_) | E::Image(crate::image::Error::NotFound(_)) => Status::not_found(msg),
-        E::Oci(crate::oci::Error::NotFound(_)) => Status::not_found(msg),
-        E::AlreadyExists(_) => Status::already_exists(msg),
-        E::Precondition(_) => Status::failed_precondition(msg),
-        E::Invalid(_) | E::Manifest(_) | E::Image(crate::image::Error::Invalid(_)) => {
-            Status::invalid_argument(msg)
-        }
-        E::Timeout(_) => Status::deadline_exceeded(msg),
+    match e.kind() {
+        K::NotFound => Status::not_found(msg),
+        K::AlreadyExists => Status::already_exists(msg),
+        K::Precondition => Status::failed_precondition(msg),
+        K::Invalid => Status::invalid_argument(msg),
+        K::Timeout => Status::deadline_exceeded(msg),
         // logged once, by the observing layer, with the RPC's name
-        _ => Status::internal(msg),
+        K::Internal => Status::internal(msg),
     }
 }
 

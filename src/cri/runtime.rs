@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 
 use super::Shared;
 use super::convert::{self, status};
-use crate::pod::state::ContainerState;
+use crate::pod::store::ContainerState;
 
 pub struct Service(pub Arc<Shared>);
 
@@ -413,7 +413,7 @@ impl RuntimeService for Service {
         }
         let id = req.pod_sandbox_id.clone();
         let pod = blocking(&self.0, move |s| s.rt.find_pod(&id).map_err(status)).await?;
-        if pod.state != crate::pod::state::PodState::Ready {
+        if pod.state != crate::pod::store::PodState::Ready {
             return Err(Status::failed_precondition(format!(
                 "pod sandbox {} is not ready",
                 pod.id
@@ -485,7 +485,7 @@ impl RuntimeService for Service {
                 s.rt.list_pods()
                     .map_err(status)?
                     .iter()
-                    .filter(|p| p.state == crate::pod::state::PodState::Ready)
+                    .filter(|p| p.state == crate::pod::store::PodState::Ready)
                     .filter(|p| id_matches(&p.id, &f.id))
                     .filter(|p| convert::labels_match(&p.config.labels, &f.label_selector))
                     .filter_map(|p| pod_stats(s, &p.id).ok())

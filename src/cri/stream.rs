@@ -87,7 +87,7 @@ impl Server {
     }
 
     fn url(&self, kind: &str, p: Pending) -> String {
-        let token = crate::pod::state::new_id();
+        let token = crate::pod::store::new_id();
         let mut t = self.tokens.lock().expect("tokens lock");
         t.retain(|_, (at, _)| at.elapsed() < TOKEN_TTL);
         t.insert(token.clone(), (Instant::now(), p));

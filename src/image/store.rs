@@ -382,14 +382,12 @@ impl Store {
     pub fn write_index(&self, _lock: &StoreLock, idx: &Index) -> Result<()> {
         self.init()?;
         let p = self.root.join("images.json");
-        let tmp = self.root.join(".images.json.tmp");
         let mut idx = idx.clone();
         idx.version = 1;
-        fs::write(
-            &tmp,
-            serde_json::to_vec_pretty(&idx).expect("index serialises"),
+        crate::linux::fs::write_atomic(
+            &p,
+            &serde_json::to_vec_pretty(&idx).expect("index serialises"),
         )
-        .and_then(|_| fs::rename(&tmp, &p))
         .map_err(io_err(format!("write {}", p.display())))
     }
 

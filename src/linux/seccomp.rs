@@ -3,7 +3,6 @@
 //! one `seccomp(2)` call. libseccomp's context is not Send and costs 15–45 ms to compile a
 //! default profile; a cache hit costs one small file read.
 
-use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
@@ -297,10 +296,7 @@ fn store(path: &Path, bpf: &[u8]) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bpf)?;
-    std::fs::rename(&tmp, path)
+    super::fs::write_atomic(path, bpf)
 }
 
 /// Load `p` into the calling process (the container's process, just before exec). Returns the

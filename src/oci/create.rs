@@ -25,6 +25,7 @@ use crate::linux::channel::{Channel, Msg};
 use crate::linux::seccomp;
 use crate::linux::sys::{self, Forked};
 use crate::linux::{Step, SysError, proc};
+use crate::undo::Undo;
 
 /// Options of `create` (and the create half of `run`).
 #[derive(Debug, Clone, Default)]
@@ -50,63 +51,6 @@ pub struct Created {
     pub pid: i32,
     /// Adjustments made on the way (clamped limits), to show to the user.
     pub warnings: Vec<String>,
-}
-
-/// One resource to release if the create fails.
-enum UndoStep {
-    StateDir(PathBuf),
-    Cgroup(Dirs, Vec<PathBuf>),
-    Child(i32),
-}
-
-/// The undo stack of a create in progress. Rolls back on drop unless committed, so even a panic
-/// leaves nothing behind.
-#[derive(Default)]
-pub(crate) struct Undo {
-    steps: Vec<UndoStep>,
-}
-
-impl Undo {
-    fn push(&mut self, s: UndoStep) {
-        self.steps.push(s);
-    }
-
-    /// Keep everything: the create succeeded.
-    pub(crate) fn commit(mut self) {
-        self.steps.clear();
-    }
-
-    /// Release everything, newest first; returns what could not be released.
-    pub(crate) fn rollback(&mut self) -> Vec<String> {
-        let mut failed = Vec::new();
-        while let Some(step) = self.steps.pop() {
-            match step {
-                UndoStep::Child(pid) => {
-                    let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
-                    let _ = waitpid(Pid::from_raw(pid), None);
-                }
-                UndoStep::Cgroup(dirs, created) => {
-                    if let Err(e) = cgroup::remove(&dirs, &created) {
-                        failed.push(e.to_string());
-                    }
-                }
-                UndoStep::StateDir(dir) => {
-                    if let Err(e) = std::fs::remove_dir_all(&dir) {
-                        if e.kind() != std::io::ErrorKind::NotFound {
-                            failed.push(format!("remove {}: {e}", dir.display()));
-                        }
-                    }
-                }
-            }
-        }
-        failed
-    }
-}
-
-impl Drop for Undo {
-    fn drop(&mut self) {
-        self.rollback();
-    }
 }
 
 /// How the new container will be started.
@@ -136,9 +80,7 @@ pub(crate) fn absolute(p: &Path) -> Result<PathBuf> {
 
 /// Write a pid file atomically (runc writes it the same way: conmon polls for it).
 pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
-    let tmp = path.with_extension("berth-tmp");
-    std::fs::write(&tmp, pid.to_string())
-        .and_then(|_| std::fs::rename(&tmp, path))
+    crate::linux::fs::write_atomic(path, pid.to_string().as_bytes())
         .map_err(|e| SysError::new(format!("write pid file {}", path.display()), e).into())
 }
 
@@ -232,8 +174,15 @@ pub(crate) fn spawn(
     mode: Mode,
 ) -> Result<Spawned> {
     let locked = store.reserve(id)?;
-    let mut undo = Undo::default();
-    undo.push(UndoStep::StateDir(locked.dir.clone()));
+    let mut undo = Undo::new();
+    let dir = locked.dir.clone();
+    undo.push(
+        format!("remove {}", dir.display()),
+        move || match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.to_string()),
+            _ => Ok(()),
+        },
+    );
     match spawn_steps(
         &locked,
         &mut undo,
@@ -256,10 +205,7 @@ pub(crate) fn spawn(
             if failed.is_empty() {
                 Err(e)
             } else {
-                Err(Error::Invalid(format!(
-                    "{e} (and rollback failed: {})",
-                    failed.join("; ")
-                )))
+                Err(Error::Invalid(crate::undo::describe(&e, &failed)))
             }
         }
     }
@@ -295,7 +241,10 @@ fn spawn_steps(
     };
     locked.write(&record)?;
     let created = cgroup::create(layout, dirs)?;
-    undo.push(UndoStep::Cgroup(dirs.clone(), created.clone()));
+    let (d, c) = (dirs.clone(), created.clone());
+    undo.push("remove the container's cgroup", move || {
+        cgroup::remove(&d, &c).map_err(|e| e.to_string())
+    });
     cgroup::apply(dirs, &plan.cgroup.writes)?;
     if let (Dirs::V2(dir), false) = (dirs, plan.cgroup.device_rules.is_empty()) {
         cgroup::devices::attach(dir, &plan.cgroup.device_rules)?;
@@ -406,7 +355,11 @@ fn spawn_steps(
     if was_dumpable {
         let _ = nix::sys::prctl::set_dumpable(true);
     }
-    undo.push(UndoStep::Child(pid));
+    undo.push(format!("kill the container's init {pid}"), move || {
+        let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+        let _ = waitpid(Pid::from_raw(pid), None);
+        Ok(())
+    });
     drop((
         child, start, terminal, join, cgroup_fd, seccomp, user_join, exec_stub,
     ));

@@ -278,13 +278,10 @@ impl Locked {
     }
 
     /// Write `state.json` atomically: a reader sees the old or the new record, never a part.
-    /// No fsync: the state lives on a tmpfs (`/run`) and does not outlive a reboot.
     pub fn write(&self, rec: &Record) -> Result<()> {
-        let tmp = self.dir.join(".state.json.tmp");
         let path = self.dir.join("state.json");
         let text = serde_json::to_vec(rec).expect("state serialises");
-        fs::write(&tmp, text)
-            .and_then(|_| fs::rename(&tmp, &path))
+        crate::linux::fs::write_atomic(&path, &text)
             .map_err(|e| SysError::new(format!("write {}", path.display()), e).into())
     }
 

@@ -4,10 +4,10 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::linux::cgroup::{self, Dirs, Layout, Write};
+use crate::linux::cgroup::{self, Dirs, Layout};
 
 use super::config::Resources;
-use super::error::Result;
+use super::error::{Error, Result};
 
 /// Default parent of pod cgroups.
 pub const DEFAULT_PARENT: &str = "/berth";
@@ -29,58 +29,19 @@ pub(crate) fn dirs(path: &str) -> Option<(Layout, Dirs)> {
     Some((layout, dirs))
 }
 
-/// The cgroup writes of a set of limits (v1 or v2 files).
-pub fn writes(layout: &Layout, r: &Resources) -> Vec<Write> {
-    let mut w = Vec::new();
-    if layout.is_v2() {
-        if let Some(s) = r.cpu_shares {
-            // runc's conversion of shares to weight
-            let weight = 1 + ((s.clamp(2, 262_144) - 2) * 9999) / 262_142;
-            w.push(Write::v2("cpu.weight", weight));
-        }
-        if let Some(q) = r.cpu_quota {
-            w.push(Write::v2(
-                "cpu.max",
-                format!("{q} {}", r.cpu_period.unwrap_or(100_000)),
-            ));
-        }
-        if let Some(m) = r.memory_limit {
-            w.push(Write::v2("memory.max", m));
-        }
-        if let Some(p) = r.pids_limit {
-            w.push(Write::v2("pids.max", p));
-        }
-    } else {
-        if let Some(s) = r.cpu_shares {
-            w.push(Write::v1("cpu", "cpu.shares", s));
-        }
-        if let Some(q) = r.cpu_quota {
-            w.push(Write::v1(
-                "cpu",
-                "cpu.cfs_period_us",
-                r.cpu_period.unwrap_or(100_000),
-            ));
-            w.push(Write::v1("cpu", "cpu.cfs_quota_us", q));
-        }
-        if let Some(m) = r.memory_limit {
-            w.push(Write::v1("memory", "memory.limit_in_bytes", m));
-        }
-        if let Some(p) = r.pids_limit {
-            w.push(Write::v1("pids", "pids.max", p));
-        }
-    }
-    w
-}
-
 /// Create the pod's cgroup with its limits; returns the directories created (for removal).
 pub fn create(path: &str, r: Option<&Resources>) -> Result<Vec<PathBuf>> {
     let layout = Layout::detect()?;
     let d = layout.resolve(Path::new(path));
     let created = cgroup::create(&layout, &d)?;
     if let Some(r) = r {
-        if let Err(e) = cgroup::apply(&d, &writes(&layout, r)) {
+        // the same conversion as a container's limits: runtime-spec resources, then files
+        let written = crate::oci::resources::writes(&r.to_oci(), layout.is_v2(), &[])
+            .map_err(|e| Error::Invalid(format!("pod resources: {e}")))
+            .and_then(|w| cgroup::apply(&d, &w).map_err(Error::from));
+        if let Err(e) = written {
             let _ = cgroup::remove(&d, &created);
-            return Err(e.into());
+            return Err(e);
         }
     }
     Ok(created)

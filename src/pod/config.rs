@@ -110,6 +110,66 @@ pub struct Resources {
     pub pids_limit: Option<i64>,
 }
 
+impl Resources {
+    /// As runtime-spec `linux.resources`: the one conversion of pod and container limits
+    /// (the OCI runtime turns it into cgroup files). No swap beyond the memory limit, as
+    /// kubelet sets it.
+    pub fn to_oci(&self) -> oci_spec::runtime::LinuxResources {
+        use oci_spec::runtime::{LinuxCpu, LinuxMemory, LinuxPids, LinuxResources};
+        let mut r = LinuxResources::default();
+        let mut cpu = LinuxCpu::default();
+        cpu.set_shares(self.cpu_shares);
+        if let Some(q) = self.cpu_quota {
+            cpu.set_quota(Some(q));
+            cpu.set_period(Some(self.cpu_period.unwrap_or(100_000)));
+        } else {
+            cpu.set_period(self.cpu_period);
+        }
+        cpu.set_cpus(self.cpuset_cpus.clone());
+        cpu.set_mems(self.cpuset_mems.clone());
+        if cpu != LinuxCpu::default() {
+            r.set_cpu(Some(cpu));
+        }
+        let mut mem = LinuxMemory::default();
+        if let Some(l) = self.memory_limit {
+            mem.set_limit(Some(l));
+            mem.set_swap(Some(l));
+        }
+        mem.set_reservation(self.memory_reservation);
+        if mem != LinuxMemory::default() {
+            r.set_memory(Some(mem));
+        }
+        if let Some(p) = self.pids_limit {
+            let mut pids = LinuxPids::default();
+            pids.set_limit(p);
+            r.set_pids(Some(pids));
+        }
+        r
+    }
+
+    /// Refuse limits the kernel would refuse, naming the field under `at` (the CLI's and the
+    /// CRI's input both pass here).
+    pub fn validate(&self, at: &str) -> super::error::Result<()> {
+        let bad = |f: &str, m: String| Err(super::error::Error::Invalid(format!("{at}.{f}: {m}")));
+        if let Some(l) = self.memory_limit.filter(|l| *l <= 0) {
+            return bad(
+                "memory_limit",
+                format!("{l} is not a positive number of bytes"),
+            );
+        }
+        if let Some(l) = self.memory_reservation.filter(|l| *l < 0) {
+            return bad("memory_reservation", format!("{l} is negative"));
+        }
+        if let Some(p) = self.pids_limit.filter(|p| *p <= 0) {
+            return bad("pids_limit", format!("{p} is not a positive number"));
+        }
+        // the rest as the runtime checks config.json
+        crate::oci::resources::writes(&self.to_oci(), false, &[])
+            .map(|_| ())
+            .map_err(|e| super::error::Error::Invalid(format!("{at}: {e}")))
+    }
+}
+
 /// One container of a pod.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContainerConfig {

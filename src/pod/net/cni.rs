@@ -14,8 +14,8 @@ use std::process::{Command, Stdio};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::error::{Error, Result, io};
 use super::hostnet::{self, HostRules};
+use crate::pod::error::{Error, Result, io};
 
 /// Where configurations and plugins are, and berth's default network.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -399,7 +399,7 @@ pub fn check(paths: &CniPaths, cached: &Cached) -> Result<()> {
 
 /// Write the cache next to the pod.
 pub fn save(path: &Path, c: &Cached) -> Result<()> {
-    crate::pod::state::write_json(path, c)
+    crate::pod::store::write_json(path, c)
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::CloneFlags;
 
-use super::error::{Error, Result, io, sys};
+use crate::pod::error::{Error, Result, io, sys};
 
 /// The kinds pinned, and the nsfs file name of each.
 pub const KINDS: [(&str, CloneFlags); 3] = [
@@ -64,7 +64,7 @@ pub fn create(dir: &Path, spec: &NsSpec) -> Result<()> {
     let spec2 = spec.clone();
     let r = std::thread::spawn(move || pin_in_thread(&dir2, &spec2))
         .join()
-        .map_err(|_| Error::Invalid("namespace thread panicked".into()))?;
+        .map_err(|_| Error::Internal("namespace thread panicked".into()))?;
     if r.is_err() {
         let _ = remove(dir);
     }
@@ -169,5 +169,5 @@ pub fn connect(dir: &Path, port: u16) -> Result<std::net::TcpStream> {
             .map_err(io(format!("connect to port {port} in the pod")))
     })
     .join()
-    .map_err(|_| Error::Invalid("port-forward thread panicked".into()))?
+    .map_err(|_| Error::Internal("port-forward thread panicked".into()))?
 }

@@ -37,7 +37,7 @@ use std::process::{Command, Stdio};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
-use super::error::{Error, Result, io};
+use crate::pod::error::{Error, Result, io};
 
 /// Where the host side of berth's networks is recorded (see the module's comment).
 pub const STATE_DIR: &str = "/run/berth-networks";
@@ -155,7 +155,7 @@ pub fn join<T>(network: &str, rules: &HostRules, add: impl FnOnce() -> Result<T>
         // the first pod: write the rules while no one else joins or leaves (the shared lock
         // is let go for a moment: the network may have been torn down meanwhile)
         lock.relock(FlockArg::LockExclusive)
-            .map_err(super::error::sys(format!(
+            .map_err(crate::pod::error::sys(format!(
                 "lock {}",
                 rules.lock_path().display()
             )))?;
@@ -239,9 +239,8 @@ fn ports(bridge: &str) -> usize {
 }
 
 fn write_marker(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("rules.tmp");
-    fs::write(&tmp, text).map_err(io(format!("write {}", tmp.display())))?;
-    fs::rename(&tmp, path).map_err(io(format!("write {}", path.display())))
+    crate::linux::fs::write_atomic(path, text.as_bytes())
+        .map_err(io(format!("write {}", path.display())))
 }
 
 /// Remove the rules: one `iptables-restore` in the usual case (one jump each), else rule by

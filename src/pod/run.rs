@@ -1,0 +1,63 @@
+//! Whole pods from manifests: images pulled, the sandbox made, the containers created, and the
+//! monitor told to run the init containers in order, then the apps (it supervises the pod).
+
+use std::time::Duration;
+
+use super::Runtime;
+use super::config::{ContainerConfig, Resources};
+use super::error::Result;
+use super::manifest::PodManifest;
+use super::monitor::{self, Request};
+
+impl Runtime {
+    /// Run a pod from a manifest: pull missing images, create the sandbox and containers,
+    /// and let the monitor run init containers, then the apps. Returns the pod's ID. On
+    /// failure nothing is left.
+    pub fn run_pod(&self, m: &PodManifest, report: &mut dyn FnMut(&str)) -> Result<String> {
+        let mut seen = std::collections::HashSet::new();
+        for c in &m.containers {
+            if seen.insert((c.image.clone(), c.pull)) {
+                self.ensure_image(&c.image, c.pull, report)?;
+            }
+        }
+        let mut pod = m.pod.clone();
+        // pod-wide limits: the sum of the containers' (apps'), when every app has one
+        let apps: Vec<&ContainerConfig> = m.containers.iter().filter(|c| !c.init).collect();
+        if pod.resources.is_none() {
+            let mem: Option<i64> = apps.iter().map(|c| c.resources.memory_limit).sum();
+            let quota: Option<i64> = apps.iter().map(|c| c.resources.cpu_quota).sum();
+            if mem.is_some() || quota.is_some() {
+                pod.resources = Some(Resources {
+                    memory_limit: mem,
+                    cpu_quota: quota,
+                    cpu_period: quota.map(|_| 100_000),
+                    ..Default::default()
+                });
+            }
+        }
+        let id = self.run_pod_sandbox(&pod, true)?;
+        let r = (|| -> Result<()> {
+            let mut inits = Vec::new();
+            let mut apps = Vec::new();
+            for c in &m.containers {
+                let cid = self.create_container(&id, c)?;
+                if c.init {
+                    inits.push(cid)
+                } else {
+                    apps.push(cid)
+                }
+            }
+            monitor::request(
+                &self.pod_dir(&id),
+                &Request::Sequence { inits, apps },
+                Duration::from_secs(120),
+            )?
+            .expect_ok("sequence")
+        })();
+        if let Err(e) = r {
+            let _ = self.remove_pod_sandbox(&id, true);
+            return Err(e);
+        }
+        Ok(id)
+    }
+}
