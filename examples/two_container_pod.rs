@@ -5,18 +5,18 @@
 //! ```sh
 //! cargo run --example two_container_pod -- 127.0.0.1:5000/library/busybox
 //! ```
-//! Runs as root. This program is also its pods' monitor (see `berth::pod::monitor::hook`), so
+//! Runs as root. This program is also its pods' monitor (see `berth::pod::hook`), so
 //! it needs no `berth` binary. Directories come from `BERTH_ROOT`, `BERTH_DATA_ROOT`,
 //! `BERTH_LOG_ROOT` and `BERTH_CNI_CONF_DIR` when set.
 
 use std::time::{Duration, Instant};
 
-use berth::pod::store::ContainerState;
+use berth::pod::ContainerState;
 use berth::pod::{ContainerConfig, Options, PodConfig, PullPolicy, Runtime};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // when berth starts this program as a pod monitor, it becomes one here
-    berth::pod::monitor::hook();
+    berth::pod::hook();
     let image = std::env::args()
         .nth(1)
         .ok_or("usage: two_container_pod IMAGE (a busybox image)")?;

@@ -35,5 +35,9 @@ pub mod oci;
 pub mod pod;
 pub mod undo;
 
+// The embeddable surface, by layer (each module's docs show how to use it).
+pub use cri::{Config as CriConfig, serve};
+pub use image::{Images, PullOptions};
+pub use oci::{CreateOptions, ExecOptions, RunOptions};
 /// The pod runtime: the library's entry point (the CRI's verbs in Rust types).
-pub use pod::Runtime;
+pub use pod::{ContainerConfig, Options, PodConfig, Runtime};

@@ -4,6 +4,6 @@ mod cli;
 
 fn main() {
     // the pod monitor: checked before any parsing, it is a long-lived process of its own
-    berth::pod::monitor::hook();
+    berth::pod::hook();
     std::process::exit(cli::main());
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use berth::pod::{ContainerInfo, Options, Runtime, logs::LogQuery, manifest, net::cni::CniPaths};
+use berth::pod::{CniPaths, ContainerInfo, LogQuery, Options, Runtime, manifest};
 use clap::{Parser, Subcommand};
 
 use super::Logger;
@@ -259,7 +259,7 @@ pub fn main(args: &[String], root: &Path, data_root: &Path, log: &Logger) -> Res
                                 s.containers
                                     .iter()
                                     .filter(|c| {
-                                        c.status.state == berth::pod::store::ContainerState::Running
+                                        c.status.state == berth::pod::ContainerState::Running
                                     })
                                     .count(),
                                 s.containers.len(),
@@ -374,7 +374,7 @@ pub fn main(args: &[String], root: &Path, data_root: &Path, log: &Logger) -> Res
             };
             let mut rows = Vec::new();
             for (pod, c) in ctrs {
-                if c.status.state != berth::pod::store::ContainerState::Running {
+                if c.status.state != berth::pod::ContainerState::Running {
                     continue;
                 }
                 match rt.stats(&c.record.id) {
@@ -391,14 +391,9 @@ pub fn main(args: &[String], root: &Path, data_root: &Path, log: &Logger) -> Res
                     "POD", "CONTAINER", "CPU (ns)", "MEMORY", "PIDS"
                 );
                 for (p, n, _, s) in rows {
-                    let v = serde_json::to_value(&s)?;
                     println!(
                         "{:<20} {:<20} {:>14} {:>14} {:>6}",
-                        p,
-                        n,
-                        v["cpu"]["usage"]["total"].as_u64().unwrap_or(0),
-                        v["memory"]["usage"]["usage"].as_u64().unwrap_or(0),
-                        v["pids"]["current"].as_u64().unwrap_or(0)
+                        p, n, s.cpu.usage.total, s.memory.usage.usage, s.pids.current
                     );
                 }
             }

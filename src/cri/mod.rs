@@ -7,11 +7,11 @@
 //!   (and [`crate::pod::Runtime::recover`] rolls back creations it was killed in the middle of).
 //! - Each RPC runs the library's blocking call on tokio's blocking pool: no lock is held across
 //!   pulls, CNI or grace periods; names are reserved race-free by the library.
-//! - Each connection passes through [`authority`], so Go clients that send the socket path as
+//! - Each connection passes through `authority`, so Go clients that send the socket path as
 //!   `:authority` (crictl 1.26–1.29) are accepted.
-//! - Exec, Attach and PortForward hand out URLs of [`stream`]'s HTTP server.
+//! - Exec, Attach and PortForward hand out URLs of `stream`'s HTTP server.
 
-pub mod authority;
+pub(crate) mod authority;
 pub mod config;
 mod convert;
 mod events;
@@ -19,7 +19,7 @@ mod images;
 mod observe;
 mod runtime;
 mod spdy;
-pub mod stream;
+pub(crate) mod stream;
 
 use std::path::Path;
 use std::sync::Arc;

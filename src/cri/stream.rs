@@ -25,6 +25,8 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 
+use crate::pod::monitor::protocol::attach::{Decoder, Input, Output};
+
 const TOKEN_TTL: Duration = Duration::from_secs(60);
 const PROTOCOLS: [&str; 4] = [
     "v5.channel.k8s.io",
@@ -456,33 +458,34 @@ pub(super) async fn run_attach(
     let o = out.clone();
     let (want_out, want_err) = (r.stdout, r.stderr);
     let from_container = async move {
-        let mut h = [0u8; 5];
-        while rd.read_exact(&mut h).await.is_ok() {
-            let mut payload = vec![0u8; u32::from_be_bytes([h[1], h[2], h[3], h[4]]) as usize];
-            if rd.read_exact(&mut payload).await.is_err() {
-                break;
+        let mut frames = Decoder::default();
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => frames.feed(&buf[..n]),
             }
-            let wanted = (h[0] == STDOUT && want_out) || (h[0] == STDERR && want_err);
-            if wanted && o.send(frame(h[0], &payload)).await.is_err() {
-                break;
+            while let Some(f) = frames.next_output() {
+                let m = match f {
+                    Output::Stdout(d) if want_out => frame(STDOUT, &d),
+                    Output::Stderr(d) if want_err => frame(STDERR, &d),
+                    _ => continue,
+                };
+                if o.send(m).await.is_err() {
+                    return;
+                }
             }
         }
     };
     let stdin = r.stdin;
     let to_container = async move {
-        let msg = |kind: u8, payload: &[u8]| {
-            let mut v = vec![kind];
-            v.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-            v.extend_from_slice(payload);
-            v
-        };
         while let Some(m) = input.recv().await {
             let Some((&ch, data)) = m.split_first() else {
                 continue;
             };
             let frame = match ch {
-                STDIN if stdin => msg(0, data),
-                CLOSE if data.first() == Some(&STDIN) => msg(1, &[]),
+                STDIN if stdin => Input::Stdin(data.to_vec()),
+                CLOSE if data.first() == Some(&STDIN) => Input::EndOfStdin,
                 RESIZE => {
                     #[derive(serde::Deserialize)]
                     #[serde(rename_all = "PascalCase")]
@@ -493,13 +496,14 @@ pub(super) async fn run_attach(
                     let Ok(s) = serde_json::from_slice::<Size>(data) else {
                         continue;
                     };
-                    let mut p = s.height.to_be_bytes().to_vec();
-                    p.extend_from_slice(&s.width.to_be_bytes());
-                    msg(2, &p)
+                    Input::Resize {
+                        rows: s.height,
+                        cols: s.width,
+                    }
                 }
                 _ => continue,
             };
-            if wr.write_all(&frame).await.is_err() {
+            if wr.write_all(&frame.encode()).await.is_err() {
                 break;
             }
         }

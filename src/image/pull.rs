@@ -30,7 +30,7 @@ pub struct PullOptions {
     /// Docker-style auth.json; else `$REGISTRY_AUTH_FILE`, `/run/containers/<uid>/auth.json`,
     /// `~/.docker/config.json`.
     pub auth_file: Option<PathBuf>,
-    /// Registries (host[:port]) spoken to over plain HTTP. Loopback ones always are.
+    /// Registries (`host[:port]`) spoken to over plain HTTP. Loopback ones always are.
     pub insecure: Vec<String>,
     /// Parallel layer downloads.
     pub jobs: usize,

@@ -97,7 +97,7 @@ pub struct Client {
     auth: Mutex<Option<String>>,
 }
 
-/// Is `host` (host[:port]) on a loopback address? Docker treats those as insecure by default.
+/// Is `host` (`host[:port]`) on a loopback address? Docker treats those as insecure by default.
 pub fn is_loopback(host: &str) -> bool {
     let h = host
         .rsplit_once(':')

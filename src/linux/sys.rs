@@ -309,7 +309,7 @@ pub fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// Read a process's own clock ticks per second (for /proc/<pid>/stat start times).
+/// Read a process's own clock ticks per second (for `/proc/<pid>/stat` start times).
 pub fn clock_ticks() -> u64 {
     // SAFETY: sysconf has no memory arguments.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
@@ -621,7 +621,7 @@ pub fn set_personality(persona: libc::c_ulong) -> io::Result<()> {
 /// interpreter would otherwise run, and could then rewrite, berth on the host).
 ///
 /// It is called as `[MARK, path, argv0, argv1, ...]` and runs `execve(path, [argv0, ...], envp)`;
-/// when its argv[0] does not start with the byte 0x01 (it was reached through a `#!` line or
+/// when its `argv[0]` does not start with the byte 0x01 (it was reached through a `#!` line or
 /// any other way than from berth) it exits 126; if the exec fails, 127.
 #[cfg(target_arch = "x86_64")]
 pub const EXEC_STUB: [u8; 175] = {

@@ -56,11 +56,6 @@ pub fn remove(path: &str, created: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
-/// Does the pod's cgroup (any hierarchy) still exist?
-pub fn exists(path: &str) -> bool {
-    dirs(path).is_some_and(|(_, d)| d.all().iter().any(|p| p.exists()))
-}
-
 /// How many times the kernel's OOM killer killed in this cgroup (0 if unknown).
 pub fn oom_kills(path: &str) -> u64 {
     let Some((layout, d)) = dirs(path) else {

@@ -111,6 +111,11 @@ pub struct Resources {
 }
 
 impl Resources {
+    /// Kubernetes' cpu.shares for a CPU request in millicores (1024 per CPU, 2..262144).
+    pub fn cpu_shares_of(milli: u64) -> u64 {
+        (milli * 1024 / 1000).clamp(2, 262_144)
+    }
+
     /// As runtime-spec `linux.resources`: the one conversion of pod and container limits
     /// (the OCI runtime turns it into cgroup files). No swap beyond the memory limit, as
     /// kubelet sets it.

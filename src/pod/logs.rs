@@ -44,10 +44,6 @@ impl LogWriter {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Write one record.
     pub fn record(&mut self, stream: &str, partial: bool, text: &[u8]) {
         let ts = humantime::format_rfc3339_nanos(SystemTime::now());

@@ -17,36 +17,41 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! A verb is found by its file: [`sandbox`]`/{run,stop,remove,recover}.rs` for pods,
-//! [`container`]`/{create,start,stop,remove,exec,attach,logs,stats}.rs` for containers,
-//! [`run`] for whole manifests, [`events`]. [`store`] owns every path and record on disk;
-//! [`spec`] turns a container's config into its OCI spec; [`monitor`] is the per-pod process;
-//! [`net`] the namespaces, CNI and the default network's host rules.
+//! A verb is found by its file: `sandbox``/{run,stop,remove,recover}.rs` for pods,
+//! `container``/{create,start,stop,remove,exec,attach,logs,stats}.rs` for containers,
+//! `run` for whole manifests, `events`. `store` owns every path and record on disk;
+//! `spec` turns a container's config into its OCI spec; `monitor` is the per-pod process;
+//! `net` the namespaces, CNI and the default network's host rules.
 
-pub mod cgroup;
-pub mod config;
-pub mod container;
-pub mod error;
-pub mod events;
-pub mod logs;
+pub(crate) mod cgroup;
+mod config;
+pub(crate) mod container;
+mod error;
+mod events;
+pub(crate) mod logs;
 pub mod manifest;
-pub mod monitor;
+pub(crate) mod monitor;
 mod names;
-pub mod net;
-pub mod run;
-pub mod sandbox;
-pub mod spec;
-pub mod store;
+pub(crate) mod net;
+mod run;
+pub(crate) mod sandbox;
+pub(crate) mod spec;
+pub(crate) mod store;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+// The pod layer's public surface: its verbs are `Runtime`'s methods; these are their types.
 pub use config::*;
 pub use container::ContainerInfo;
 pub use error::{Error, ErrorKind, Result};
 pub use events::PodEvent;
+pub use logs::LogQuery;
 pub use manifest::PodManifest;
+pub use monitor::hook;
+pub use net::cni::CniPaths;
 pub use sandbox::PodStatus;
+pub use store::{ContainerRecord, ContainerState, ContainerStatus, PodRecord, PodState};
 
 use crate::image::{Images, PullOptions};
 

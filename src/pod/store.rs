@@ -219,10 +219,6 @@ impl Store {
         Store { root: root.into() }
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// Where every pod's directory is.
     pub fn pods(&self) -> PathBuf {
         self.root.join("pods")

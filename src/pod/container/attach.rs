@@ -10,7 +10,7 @@ use crate::pod::net::netns;
 
 impl Runtime {
     /// Attach to a running container's streams. The connection then carries
-    /// [`protocol::attach`] frames: the container's output from the monitor, the caller's
+    /// `monitor::protocol::attach` frames: the container's output from the monitor, the caller's
     /// input, end of input and terminal sizes to it.
     pub fn attach(&self, id: &str) -> Result<std::os::unix::net::UnixStream> {
         let (pod, c) = self.running_container(id)?;

@@ -1,6 +1,6 @@
-//! A pod's containers: [`create`] prepares one from an image (bundle, OCI spec, record),
-//! [`start`] has the pod's monitor create and start it, [`stop`], [`remove`]; [`exec`] and
-//! [`attach`] reach into a running one, [`logs`] reads what it wrote, [`stats`] its usage.
+//! A pod's containers: `create` prepares one from an image (bundle, OCI spec, record),
+//! `start` has the pod's monitor create and start it, `stop`, `remove`; `exec` and
+//! `attach` reach into a running one, `logs` reads what it wrote, `stats` its usage.
 //! Here: finding containers.
 
 pub mod attach;

@@ -2,21 +2,21 @@
 //! CRI-O's conmon-rs, not one per container as conmon.
 //!
 //! - It is a child subreaper and creates the pod's containers itself (through a short-lived
-//!   forked worker that runs the OCI create and start, then exits: [`worker`]), so every
+//!   forked worker that runs the OCI create and start, then exits: `worker`), so every
 //!   container init becomes its child: only it can collect their exit statuses, and it always
 //!   does, whether or not any berth command runs.
 //! - It records each container's start, exit code, exit time and reason (OOMKilled from the
 //!   cgroup's oom_kill counter) in `status.json`, atomically; it is that file's one writer.
 //! - It copies each container's stdout and stderr from pipes into its CRI-format log, with
-//!   size-based rotation, and to attached clients ([`output`]).
+//!   size-based rotation, and to attached clients (`output`).
 //! - With `shareProcessNamespace` it holds the pod's PID namespace: its PID 1 is a 169-byte
 //!   pause stub that reaps orphans.
 //! - For pods it supervises (CLI pods) it runs init containers in order, then the apps, and
-//!   restarts them per the restart policy with kubelet's back-off ([`supervise`]).
+//!   restarts them per the restart policy with kubelet's back-off (`supervise`).
 //!
-//! It is driven over a unix socket with [`protocol`]'s typed requests, one JSON request and one
+//! It is driven over a unix socket with `protocol`'s typed requests, one JSON request and one
 //! JSON answer per connection, and runs one thread and a `poll(2)` loop, no async runtime.
-//! [`spawn`] and [`stop`] are the library's side of its life.
+//! `spawn` and `stop` are the library's side of its life.
 
 mod output;
 pub mod protocol;

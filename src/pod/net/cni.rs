@@ -382,21 +382,6 @@ pub fn del(paths: &CniPaths, cached: &Cached) -> Result<()> {
     first.map_or(Ok(()), Err)
 }
 
-/// CHECK that the pod's network is as ADD left it.
-pub fn check(paths: &CniPaths, cached: &Cached) -> Result<()> {
-    for p in &cached.network.plugins {
-        exec(
-            paths,
-            "CHECK",
-            &cached.network,
-            p,
-            &cached.attachment,
-            Some(&cached.result),
-        )?;
-    }
-    Ok(())
-}
-
 /// Write the cache next to the pod.
 pub fn save(path: &Path, c: &Cached) -> Result<()> {
     crate::pod::store::write_json(path, c)

@@ -1,5 +1,5 @@
-//! A pod's network: its pinned namespaces ([`netns`]), CNI ([`cni`]), and the host rules of
-//! berth's default network ([`hostnet`]).
+//! A pod's network: its pinned namespaces (`netns`), CNI (`cni`), and the host rules of
+//! berth's default network (`hostnet`).
 
 pub mod cni;
 pub mod hostnet;

@@ -1,6 +1,6 @@
-//! Pod sandboxes: [`run`] makes one (namespaces, cgroup, files, volumes, network, monitor),
-//! [`stop`] stops its containers and takes its network down, [`remove`] takes everything,
-//! [`recover`] rolls back what a killed creator left. Here: finding pods and their status.
+//! Pod sandboxes: `run` makes one (namespaces, cgroup, files, volumes, network, monitor),
+//! `stop` stops its containers and takes its network down, `remove` takes everything,
+//! `recover` rolls back what a killed creator left. Here: finding pods and their status.
 
 pub mod recover;
 pub mod remove;

@@ -1,6 +1,6 @@
 //! A pod container's OCI spec: the image's config.json (from `image unpack`, typed), then the
-//! container's settings ([`process`]), the pod's shared namespaces, its cgroup and limits,
-//! seccomp, devices, and its mounts — /dev/shm, /etc files and volumes ([`mounts`]).
+//! container's settings (`process`), the pod's shared namespaces, its cgroup and limits,
+//! seccomp, devices, and its mounts — /dev/shm, /etc files and volumes (`mounts`).
 //! Pure but for reading the image's `/etc/passwd`, the host's mount table and the target of
 //! a shared PID namespace; table-tested in `tests.rs`.
 

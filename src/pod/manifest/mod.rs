@@ -1,0 +1,66 @@
+//! Kubernetes Pod manifests (`apiVersion: v1`, `kind: Pod`, YAML or JSON, several documents per
+//! file) → [`PodConfig`] and [`ContainerConfig`]s.
+//!
+//! Every field is checked against the list of what berth implements before anything is read:
+//! a field berth does not support is an error naming its path
+//! (`spec.containers[1].lifecycle: not supported`), never silently dropped.
+//!
+//! `schema` is the list of what berth reads; `k8s` the serde types; `convert` turns them
+//! into berth's types.
+
+mod convert;
+mod k8s;
+mod schema;
+#[cfg(test)]
+mod tests;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::config::*;
+use super::error::{Error, Result};
+pub use convert::quantity;
+
+/// A pod read from a manifest: the pod and its containers (init containers first, in order).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodManifest {
+    pub pod: PodConfig,
+    pub containers: Vec<ContainerConfig>,
+}
+
+/// Read one Pod document.
+pub fn pod_from_value(v: &Value, doc: usize) -> Result<PodManifest> {
+    let at = |m: String| {
+        Error::Manifest(if doc > 0 {
+            format!("document {}: {m}", doc + 1)
+        } else {
+            m
+        })
+    };
+    // the inner text, not "manifest: ..." again
+    let inner = |e: Error| match e {
+        Error::Manifest(m) => m,
+        other => other.to_string(),
+    };
+    schema::check(v, &schema::POD, "").map_err(|e| at(inner(e)))?;
+    let pod: k8s::Pod = serde_path_to_error::deserialize(v)
+        .map_err(|e| at(format!("{}: {}", e.path(), e.inner())))?;
+    convert::convert(pod).map_err(|e| at(inner(e)))
+}
+
+/// Every Pod of a file: YAML (several `---` documents) or JSON.
+pub fn parse(text: &str) -> Result<Vec<PodManifest>> {
+    let mut out = Vec::new();
+    for (i, doc) in yaml_serde::Deserializer::from_str(text).enumerate() {
+        let v = Value::deserialize(doc)
+            .map_err(|e| Error::Manifest(format!("document {}: {e}", i + 1)))?;
+        if v.is_null() {
+            continue; // an empty document (a trailing `---`)
+        }
+        out.push(pod_from_value(&v, i)?);
+    }
+    if out.is_empty() {
+        return Err(Error::Manifest("no Pod in the file".into()));
+    }
+    Ok(out)
+}

@@ -1,0 +1,172 @@
+//! What berth implements of a Pod, as a shape every manifest is checked against before it is
+//! read: an unknown field is an error naming its path, never silently dropped.
+
+use serde_json::Value;
+
+use crate::pod::error::{Error, Result};
+
+/// The shape of the supported part of a Pod.
+pub(super) enum Shape {
+    /// A string, number or boolean (its type is checked when it is read).
+    Scalar,
+    /// A map of strings (labels, annotations, resource lists).
+    StrMap,
+    List(&'static Shape),
+    Obj(&'static [(&'static str, Shape)]),
+}
+use Shape::*;
+
+const STRS: Shape = List(&Scalar);
+const RESOURCE_LIST: Shape = Obj(&[("cpu", Scalar), ("memory", Scalar)]);
+const CONTAINER: Shape = Obj(&[
+    ("name", Scalar),
+    ("image", Scalar),
+    ("imagePullPolicy", Scalar),
+    ("command", STRS),
+    ("args", STRS),
+    ("env", List(&Obj(&[("name", Scalar), ("value", Scalar)]))),
+    ("workingDir", Scalar),
+    (
+        "ports",
+        List(&Obj(&[
+            ("name", Scalar),
+            ("containerPort", Scalar),
+            ("hostPort", Scalar),
+            ("hostIP", Scalar),
+            ("protocol", Scalar),
+        ])),
+    ),
+    (
+        "resources",
+        Obj(&[("requests", RESOURCE_LIST), ("limits", RESOURCE_LIST)]),
+    ),
+    (
+        "volumeMounts",
+        List(&Obj(&[
+            ("name", Scalar),
+            ("mountPath", Scalar),
+            ("readOnly", Scalar),
+            ("subPath", Scalar),
+            ("mountPropagation", Scalar),
+        ])),
+    ),
+    (
+        "securityContext",
+        Obj(&[
+            ("runAsUser", Scalar),
+            ("runAsGroup", Scalar),
+            ("runAsNonRoot", Scalar),
+            ("capabilities", Obj(&[("add", STRS), ("drop", STRS)])),
+            ("privileged", Scalar),
+            ("readOnlyRootFilesystem", Scalar),
+            ("allowPrivilegeEscalation", Scalar),
+        ]),
+    ),
+    ("stdin", Scalar),
+    ("tty", Scalar),
+    ("terminationMessagePolicy", Scalar),
+]);
+pub(super) const POD: Shape = Obj(&[
+    ("apiVersion", Scalar),
+    ("kind", Scalar),
+    (
+        "metadata",
+        Obj(&[
+            ("name", Scalar),
+            ("namespace", Scalar),
+            ("uid", Scalar),
+            ("labels", StrMap),
+            ("annotations", StrMap),
+        ]),
+    ),
+    (
+        "spec",
+        Obj(&[
+            ("containers", List(&CONTAINER)),
+            ("initContainers", List(&CONTAINER)),
+            ("hostname", Scalar),
+            ("hostNetwork", Scalar),
+            ("shareProcessNamespace", Scalar),
+            ("dnsPolicy", Scalar),
+            (
+                "dnsConfig",
+                Obj(&[
+                    ("nameservers", STRS),
+                    ("searches", STRS),
+                    (
+                        "options",
+                        List(&Obj(&[("name", Scalar), ("value", Scalar)])),
+                    ),
+                ]),
+            ),
+            (
+                "securityContext",
+                Obj(&[
+                    (
+                        "sysctls",
+                        List(&Obj(&[("name", Scalar), ("value", Scalar)])),
+                    ),
+                    ("runAsUser", Scalar),
+                    ("runAsGroup", Scalar),
+                    ("runAsNonRoot", Scalar),
+                ]),
+            ),
+            (
+                "volumes",
+                List(&Obj(&[
+                    ("name", Scalar),
+                    (
+                        "emptyDir",
+                        Obj(&[("medium", Scalar), ("sizeLimit", Scalar)]),
+                    ),
+                    ("hostPath", Obj(&[("path", Scalar), ("type", Scalar)])),
+                ])),
+            ),
+            ("terminationGracePeriodSeconds", Scalar),
+            ("restartPolicy", Scalar),
+        ]),
+    ),
+]);
+
+/// Check `v` against `shape`; the first unsupported field is an error naming its path.
+pub(super) fn check(v: &Value, shape: &Shape, path: &str) -> Result<()> {
+    let bad = |p: &str, m: &str| Err(Error::Manifest(format!("{p}: {m}")));
+    match (shape, v) {
+        (_, Value::Null) => Ok(()),
+        (Scalar, Value::String(_) | Value::Number(_) | Value::Bool(_)) => Ok(()),
+        (Scalar, _) => bad(path, "expected a string, number or boolean"),
+        (StrMap, Value::Object(m)) => {
+            for (k, v) in m {
+                if !v.is_string() {
+                    return bad(&format!("{path}.{k}"), "expected a string");
+                }
+            }
+            Ok(())
+        }
+        (StrMap, _) => bad(path, "expected a map of strings"),
+        (List(item), Value::Array(a)) => {
+            for (i, v) in a.iter().enumerate() {
+                check(v, item, &format!("{path}[{i}]"))?;
+            }
+            Ok(())
+        }
+        (List(_), _) => bad(path, "expected a list"),
+        (Obj(fields), Value::Object(m)) => {
+            for (k, v) in m {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                match fields.iter().find(|(n, _)| n == k) {
+                    Some((_, s)) => check(v, s, &p)?,
+                    None => return bad(&p, "not supported"),
+                }
+            }
+            Ok(())
+        }
+        (Obj(_), _) => bad(path, "expected an object"),
+    }
+}
+
+// --- the supported part of a Pod, as serde reads it (after `check`)
