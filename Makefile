@@ -13,7 +13,7 @@ DEBIAN_PACKAGES := busybox-static libseccomp-dev pkg-config runc crun hyperfine 
 	docker-registry umoci skopeo apache2-utils zstd attr openssl musl-tools containernetworking-plugins iptables \
 	protobuf-compiler golang-go golang-google-grpc-dev golang-github-docker-spdystream-dev
 
-.PHONY: all setup build fixtures demo test lint unit-and-integration test-clients test-fuzz fuzz test-release test-cgroupv2 hot-symbols bench clean
+.PHONY: all setup build fixtures demo test lint unit-and-integration test-clients test-fuzz fuzz test-release test-upgrade test-cgroupv2 hot-symbols bench clean
 
 all: build
 
@@ -51,7 +51,7 @@ demo: build fixtures
 
 ## test: lint, unit and root integration tests, real clients (podman, containerd), then the
 ## cgroup v2 tests in a qemu VM
-test: setup lint unit-and-integration test-release test-clients test-fuzz test-cgroupv2
+test: setup lint unit-and-integration test-release test-upgrade test-clients test-fuzz test-cgroupv2
 
 lint:
 	cargo fmt --check
@@ -64,6 +64,12 @@ unit-and-integration: fixtures
 ## test-release: the release build runs a container; its peak RSS stays within 3 MiB
 test-release: build fixtures
 	tests/release.sh $(RELEASE_BIN)
+
+## test-upgrade: a pod made by the berth before the pod layer's rebuild (built from this
+## checkout's history) is inspected, stopped and removed by this one
+UPGRADE_FROM := a0a023ad29a62997e24e758714def6279a19d90f
+test-upgrade: fixtures
+	tests/upgrade.sh $(UPGRADE_FROM)
 
 ## test-clients: podman and containerd drive berth as their runtime
 test-clients: fixtures

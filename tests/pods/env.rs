@@ -88,8 +88,13 @@ impl PodEnv {
     /// host); it must be a directory `run*` of this test's, so that dropping the test world
     /// removes its pods too.
     pub fn cmd_in(&self, root: &Path, args: &[&str]) -> Command {
+        self.cmd_of(Path::new(BERTH), root, args)
+    }
+
+    /// A berth command of another `binary` (an older berth, for upgrade tests).
+    pub fn cmd_of(&self, binary: &Path, root: &Path, args: &[&str]) -> Command {
         assert!(root.starts_with(&self.dir), "{}", root.display());
-        let mut c = Command::new(BERTH);
+        let mut c = Command::new(binary);
         c.arg("--root")
             .arg(root)
             .env("BERTH_DATA_ROOT", self.dir.join("data"))

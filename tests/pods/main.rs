@@ -16,3 +16,4 @@ mod lifecycle;
 mod limits;
 mod namespaces;
 mod network;
+mod upgrade;
