@@ -80,7 +80,7 @@ pub(crate) fn absolute(p: &Path) -> Result<PathBuf> {
 
 /// Write a pid file atomically (runc writes it the same way: conmon polls for it).
 pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
-    crate::linux::fs::write_atomic(path, pid.to_string().as_bytes())
+    crate::linux::fs::write_atomic_volatile(path, pid.to_string().as_bytes())
         .map_err(|e| SysError::new(format!("write pid file {}", path.display()), e).into())
 }
 

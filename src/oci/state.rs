@@ -278,10 +278,11 @@ impl Locked {
     }
 
     /// Write `state.json` atomically: a reader sees the old or the new record, never a part.
+    /// No fsync: the state describes processes and means nothing after a reboot.
     pub fn write(&self, rec: &Record) -> Result<()> {
         let path = self.dir.join("state.json");
         let text = serde_json::to_vec(rec).expect("state serialises");
-        crate::linux::fs::write_atomic(&path, &text)
+        crate::linux::fs::write_atomic_volatile(&path, &text)
             .map_err(|e| SysError::new(format!("write {}", path.display()), e).into())
     }
 

@@ -23,7 +23,9 @@
 //! <root>/pods/<pod>/containers/<ctr>/bundle/          config.json and the rootfs mount
 //! ```
 //!
-//! Each JSON record has one writer, is written with [`crate::linux::fs::write_atomic`] and
+//! Each JSON record has one writer, is written with
+//! [`crate::linux::fs::write_atomic_volatile`] (atomic; no fsync: a state root describes
+//! processes and means nothing after a reboot) and
 //! carries a `version` (absent: 1, as written before versions); a record newer than this berth
 //! knows is refused, never misread.
 
@@ -48,9 +50,9 @@ pub trait Versioned {
     fn version(&self) -> u32;
 }
 
-/// Write a record atomically.
+/// Write a record atomically (not durably: see the module's notes).
 pub fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
-    crate::linux::fs::write_atomic(
+    crate::linux::fs::write_atomic_volatile(
         path,
         &serde_json::to_vec_pretty(v).expect("records serialise"),
     )

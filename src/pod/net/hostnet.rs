@@ -239,7 +239,7 @@ fn ports(bridge: &str) -> usize {
 }
 
 fn write_marker(path: &Path, text: &str) -> Result<()> {
-    crate::linux::fs::write_atomic(path, text.as_bytes())
+    crate::linux::fs::write_atomic_volatile(path, text.as_bytes())
         .map_err(io(format!("write {}", path.display())))
 }
 
