@@ -29,6 +29,7 @@
 //! mounts, cgroups, processes; all `unsafe` code is in [`linux::sys`]).
 
 pub mod cri;
+pub(crate) mod fault;
 pub mod image;
 pub mod linux;
 pub mod oci;

@@ -310,3 +310,19 @@ fn hugetlb_limits_or_a_clear_refusal() {
         c.assert_gone();
     }
 }
+
+#[test]
+fn a_memory_limit_too_small_for_the_init_is_named() {
+    let mut c = Ctr::new("tiny-mem");
+    c.set("/linux/resources", json!({"memory": {"limit": 4096}}));
+    c.args(&["true"]);
+    let (code, _, err) = c.run();
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("out-of-memory killer")
+            && err.contains("memory limit of 4096 bytes")
+            && err.contains("linux.resources.memory.limit"),
+        "{err}"
+    );
+    c.assert_gone();
+}

@@ -197,7 +197,12 @@ fn runtime(
     }
     o.pull.insecure = insecure;
     o.pull.bars = std::io::stderr().is_terminal();
-    Runtime::new(o)
+    let rt = Runtime::new(o);
+    // what a killed berth left half done is rolled back (or finished) before anything else
+    for what in rt.repair() {
+        eprintln!("berth: warning: {what}");
+    }
+    rt
 }
 
 /// Parse and run `berth pod ARGS`; returns the exit code.

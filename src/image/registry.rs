@@ -4,12 +4,13 @@
 //! and size) before they enter the store.
 
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use base64::Engine as _;
+use nix::fcntl::{Flock, FlockArg};
 use sha2::{Digest as _, Sha256};
 
 use super::error::{Error, Result};
@@ -316,15 +317,33 @@ impl Client {
         }
         store.init()?;
         let partial = store.ingest_path(digest)?;
+        // one download of a blob at a time, across processes: pulls of one image at once
+        // would otherwise write the same partial file over each other
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&partial)
+            .map_err(|err| Error::Io {
+                step: format!("open {}", partial.display()),
+                err,
+            })?;
+        let mut file = Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| Error::Io {
+            step: format!("lock {}", partial.display()),
+            err: e.into(),
+        })?;
+        // the download we waited for brought it (our file is then the committed blob)
+        if store.has_blob(digest) {
+            progress(size);
+            return Ok(());
+        }
         let mut hasher = Sha256::new();
-        let mut have = 0u64;
-        if let Ok(mut f) = fs::File::open(&partial) {
-            // re-hash what is there; a partial longer than the blob is garbage
-            have = io::copy(&mut f, &mut HashWrite(&mut hasher)).unwrap_or(0);
-            if have > size {
-                hasher = Sha256::new();
-                have = 0;
-            }
+        // re-hash what is there; a partial longer than the blob is garbage
+        let mut have = io::copy(&mut &*file, &mut HashWrite(&mut hasher)).unwrap_or(0);
+        if have > size {
+            hasher = Sha256::new();
+            have = 0;
         }
         let url = self.url(&format!("blobs/{digest}"));
         let range = format!("bytes={have}-");
@@ -350,17 +369,17 @@ impl Client {
         if have > 0 {
             progress(have);
         }
-        let f = fs::OpenOptions::new()
-            .create(true)
-            .write(true)
-            .append(append)
-            .truncate(!append)
-            .open(&partial)
-            .map_err(|err| Error::Io {
-                step: format!("open {}", partial.display()),
-                err,
-            })?;
-        let mut w = io::BufWriter::with_capacity(1 << 20, f);
+        let positioned = if append {
+            file.seek(io::SeekFrom::End(0)).map(|_| ())
+        } else {
+            file.set_len(0)
+                .and_then(|_| file.seek(io::SeekFrom::Start(0)).map(|_| ()))
+        };
+        positioned.map_err(|err| Error::Io {
+            step: format!("write {}", partial.display()),
+            err,
+        })?;
+        let mut w = io::BufWriter::with_capacity(1 << 20, &*file);
         if status != 416 {
             let mut body = resp
                 .body_mut()

@@ -150,11 +150,43 @@ pub fn recv_fd(sock: BorrowedFd<'_>) -> Result<(OwnedFd, Vec<u8>)> {
     Ok((fd, payload))
 }
 
+/// Send `payload` with any number of fds (up to 16) over a unix socket.
+pub fn send_fds(sock: BorrowedFd<'_>, fds: &[BorrowedFd<'_>], payload: &[u8]) -> Result<()> {
+    let raw: Vec<std::os::fd::RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    let cmsg = [ControlMessage::ScmRights(&raw)];
+    let iov = [IoSlice::new(payload)];
+    let cmsgs: &[ControlMessage] = if raw.is_empty() { &[] } else { &cmsg };
+    sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None)
+        .map(|_| ())
+        .step(|| "send fds".into())
+}
+
+/// Receive one message and every fd that came with it; an empty message is the peer's end.
+pub fn recv_fds(sock: BorrowedFd<'_>) -> Result<(Vec<u8>, Vec<OwnedFd>)> {
+    loop {
+        match recv_all(sock) {
+            Err(e) if e.errno() == Some(libc::EINTR) => continue,
+            r => return r,
+        }
+    }
+}
+
 /// One message and at most one fd (extra fds are closed).
 fn recv_raw(sock: BorrowedFd<'_>) -> Result<(Vec<u8>, Option<OwnedFd>)> {
+    let (buf, mut fds) = recv_all(sock)?;
+    let first = if fds.is_empty() {
+        None
+    } else {
+        Some(fds.swap_remove(0))
+    };
+    Ok((buf, first))
+}
+
+/// One message and all its fds.
+fn recv_all(sock: BorrowedFd<'_>) -> Result<(Vec<u8>, Vec<OwnedFd>)> {
     let mut buf = vec![0u8; MAX_MSG];
     let mut iov = [IoSliceMut::new(&mut buf)];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 4]);
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 16]);
     let msg = recvmsg::<()>(
         sock.as_raw_fd(),
         &mut iov,
@@ -170,12 +202,7 @@ fn recv_raw(sock: BorrowedFd<'_>) -> Result<(Vec<u8>, Option<OwnedFd>)> {
         }
     }
     buf.truncate(n);
-    let first = if fds.is_empty() {
-        None
-    } else {
-        Some(fds.swap_remove(0))
-    };
-    Ok((buf, first))
+    Ok((buf, fds))
 }
 
 #[cfg(test)]
@@ -209,5 +236,11 @@ mod tests {
         let (fd, payload) = recv_fd(b.fd()).unwrap();
         assert_eq!(payload, b"/dev/pts/7");
         assert!(fd.as_raw_fd() > 2);
+        let two = std::fs::File::open("/proc/self/status").unwrap();
+        send_fds(a.fd(), &[file.as_fd(), two.as_fd()], b"x").unwrap();
+        let (payload, fds) = recv_fds(b.fd()).unwrap();
+        assert_eq!((payload.as_slice(), fds.len()), (&b"x"[..], 2));
+        send_fds(a.fd(), &[], b"none").unwrap();
+        assert_eq!(recv_fds(b.fd()).unwrap().1.len(), 0);
     }
 }

@@ -182,6 +182,18 @@ pub fn cloexec_from(first: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// Close every fd from 3 upwards that this process inherited (a long-lived process started
+/// by berth must not keep its starter's files, such as an operation's lock, open). Call it
+/// first thing, before this process opens anything of its own.
+pub fn close_inherited_fds() {
+    // SAFETY: called before the process made any OwnedFd or File of its own (the monitor's
+    // entry point, right after argument parsing), so closing fds >= 3 invalidates nothing
+    // Rust owns; fds 0-2 are kept.
+    unsafe {
+        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+    }
+}
+
 /// `mount_attr` for `mount_setattr(2)`.
 #[repr(C)]
 struct MountAttr {

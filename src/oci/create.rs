@@ -11,10 +11,11 @@ use nix::fcntl::OFlag;
 use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
 use nix::sys::stat::Mode as FileMode;
-use nix::sys::wait::{WaitStatus, waitpid};
+use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 
 use super::error::{Error, Result};
+use super::handshake::{oom_during_setup, send_seccomp_listener, wait_ready};
 use super::hooks;
 use super::init::{self, InitIo, StartSignal, TerminalTo};
 use super::plan::{self, Plan};
@@ -250,6 +251,7 @@ fn spawn_steps(
         cgroup::devices::attach(dir, &plan.cgroup.device_rules)?;
     }
     let cgroup_fd = cgroup::open_v2(dirs)?;
+    let ooms_before = cgroup::stats::oom_kills(dirs);
     let seccomp = plan
         .seccomp
         .as_ref()
@@ -377,6 +379,7 @@ fn spawn_steps(
     let ready = wait_ready(
         &parent,
         pid,
+        &|| oom_during_setup(plan, ooms_before),
         &mut |fd| {
             // the container process's state, as it is being created
             let Some(l) = &listener else {
@@ -490,89 +493,4 @@ fn write_id_maps(pid: i32, maps: &plan::IdMaps) -> Result<()> {
         std::fs::write(&path, text).map_err(|e| SysError::new(format!("write {path}"), e))?;
     }
     Ok(())
-}
-
-/// What the child sent before it was ready.
-#[derive(Default)]
-pub(crate) struct Ready {
-    pub warnings: Vec<String>,
-    /// The terminal's master, when this process proxies it.
-    pub terminal: Option<OwnedFd>,
-}
-
-/// Read the child's messages until it is ready (or has failed). `hooks` runs the runtime's
-/// hooks when the init asks, and returns the state JSON for the init's own hooks.
-pub(crate) fn wait_ready(
-    ch: &Channel,
-    pid: i32,
-    seccomp: &mut dyn FnMut(OwnedFd) -> Result<()>,
-    hooks: &mut dyn FnMut() -> Result<String>,
-) -> Result<Ready> {
-    let mut ready = Ready::default();
-    loop {
-        match ch.recv_with_fd()? {
-            Some((Msg::Ready, _)) => return Ok(ready),
-            Some((Msg::Hooks, _)) => {
-                let state = hooks()?;
-                ch.send(&Msg::State(state))?;
-                ch.send(&Msg::Go)?;
-            }
-            Some((Msg::Warning(w), _)) => ready.warnings.push(w),
-            Some((Msg::Terminal, fd)) => ready.terminal = fd,
-            Some((Msg::Seccomp, Some(fd))) => {
-                seccomp(fd)?;
-                ch.send(&Msg::Go)?;
-            }
-            Some((Msg::Error(e), _)) => return Err(Error::Init(e)),
-            Some((Msg::Seccomp, None)) | Some((Msg::Go, _)) | Some((Msg::State(_), _)) | None => {
-                let status = waitpid(Pid::from_raw(pid), None);
-                return Err(Error::Init(format!(
-                    "container init exited during setup without a report ({})",
-                    describe_exit(status)
-                )));
-            }
-        }
-    }
-}
-
-/// Hand a seccomp notify fd to the `listenerPath` socket with the container process state, as
-/// the runtime-spec describes (`ContainerProcessState` + the fd as SCM_RIGHTS).
-pub(crate) fn send_seccomp_listener(
-    listener: &(PathBuf, String),
-    fd: OwnedFd,
-    pid: i32,
-    state: &super::state::State,
-    creating: bool,
-) -> Result<()> {
-    let (path, metadata) = listener;
-    let mut st = serde_json::to_value(state).expect("state serialises");
-    if let Some(o) = st.as_object_mut() {
-        // the state of a container whose process is not running yet
-        if creating {
-            o.insert("status".into(), "creating".into());
-        }
-        o.remove("rootfs");
-        o.remove("created");
-        o.remove("owner");
-    }
-    let msg = serde_json::json!({
-        "ociVersion": super::state::OCI_VERSION,
-        "fds": ["seccompFd"],
-        "pid": pid,
-        "metadata": metadata,
-        "state": st,
-    });
-    let sock = std::os::unix::net::UnixStream::connect(path)
-        .map_err(|e| SysError::new(format!("connect to seccomp listener {}", path.display()), e))?;
-    crate::linux::channel::send_fd(sock.as_fd(), fd.as_fd(), msg.to_string().as_bytes())?;
-    Ok(())
-}
-
-fn describe_exit(s: nix::Result<WaitStatus>) -> String {
-    match s {
-        Ok(WaitStatus::Exited(_, c)) => format!("exit status {c}"),
-        Ok(WaitStatus::Signaled(_, sig, _)) => format!("killed by {sig}"),
-        Ok(other) => format!("{other:?}"),
-        Err(e) => e.to_string(),
-    }
 }

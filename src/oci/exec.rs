@@ -9,9 +9,10 @@ use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 use oci_spec::runtime::Process;
 
-use super::create::{Ready, write_pid_file};
+use super::create::write_pid_file;
 use super::error::{Error, Result};
 use super::foreground::Foreground;
+use super::handshake::Ready;
 use super::init::{self, InitIo, StartSignal, TerminalTo};
 use super::plan;
 use super::run::Outcome;
@@ -174,7 +175,7 @@ pub fn exec(store: &Store, id: &str, opts: &ExecOptions) -> Result<(Outcome, Vec
     drop((child, terminal, cgroup_fd, pidfd, seccomp, exec_stub));
     let listener = filter.as_ref().and_then(|f| f.listener.clone());
     let mut to_listener = |fd: OwnedFd| match &listener {
-        Some(l) => super::create::send_seccomp_listener(l, fd, pid, &locked.state(&rec), false),
+        Some(l) => super::handshake::send_seccomp_listener(l, fd, pid, &locked.state(&rec), false),
         None => Ok(()),
     };
     let result = wait_exec(&parent, &cgroup, pid, wait_go, join_late, &mut to_listener)

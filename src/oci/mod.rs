@@ -10,6 +10,7 @@ mod error;
 mod events;
 mod exec;
 mod foreground;
+mod handshake;
 pub mod hooks;
 mod init;
 mod kill;

@@ -29,31 +29,116 @@ pub(crate) fn dirs(path: &str) -> Option<(Layout, Dirs)> {
     Some((layout, dirs))
 }
 
+/// Host-wide bookkeeping of the parent cgroups berth made for pods (a tmpfs, like cgroups:
+/// both go with a reboot): `lock` orders making parents (shared) against removing them
+/// (exclusive); `parents` lists them, one per line.
+const PARENTS_DIR: &str = "/run/berth-cgroups";
+
+fn parents_lock(exclusive: bool) -> Option<nix::fcntl::Flock<fs::File>> {
+    fs::create_dir_all(PARENTS_DIR).ok()?;
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(Path::new(PARENTS_DIR).join("lock"))
+        .ok()?;
+    let arg = if exclusive {
+        nix::fcntl::FlockArg::LockExclusive
+    } else {
+        nix::fcntl::FlockArg::LockShared
+    };
+    nix::fcntl::Flock::lock(f, arg).ok()
+}
+
+fn registered_parents() -> Vec<PathBuf> {
+    fs::read_to_string(Path::new(PARENTS_DIR).join("parents"))
+        .unwrap_or_default()
+        .lines()
+        .map(PathBuf::from)
+        .collect()
+}
+
 /// Create the pod's cgroup with its limits; returns the directories created (for removal).
+/// Parents it made are registered host-wide, so that the last pod below one removes it.
 pub fn create(path: &str, r: Option<&Resources>) -> Result<Vec<PathBuf>> {
     let layout = Layout::detect()?;
     let d = layout.resolve(Path::new(path));
+    // shared: pods are made at once; a removal of their parent waits
+    let _lock = parents_lock(false);
     let created = cgroup::create(&layout, &d)?;
+    let leaves = d.all();
+    let parents: String = created
+        .iter()
+        .filter(|p| !leaves.contains(&p.as_path()))
+        .map(|p| format!("{}\n", p.display()))
+        .collect();
+    if !parents.is_empty() {
+        // one short O_APPEND write: concurrent registrations do not interleave
+        let _ = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(Path::new(PARENTS_DIR).join("parents"))
+            .and_then(|mut f| std::io::Write::write_all(&mut f, parents.as_bytes()));
+    }
     if let Some(r) = r {
         // the same conversion as a container's limits: runtime-spec resources, then files
         let written = crate::oci::resources::writes(&r.to_oci(), layout.is_v2(), &[])
             .map_err(|e| Error::Invalid(format!("pod resources: {e}")))
             .and_then(|w| cgroup::apply(&d, &w).map_err(Error::from));
         if let Err(e) = written {
-            let _ = cgroup::remove(&d, &created);
+            let _ = cgroup::remove(&d, &[]);
             return Err(e);
         }
     }
     Ok(created)
 }
 
-/// Remove the pod's cgroup (and parents it created that nothing else uses).
+/// Remove the pod's cgroup, then every parent berth made above it that no pod uses any more
+/// (whoever made it: the last pod out removes it).
 pub fn remove(path: &str, created: &[PathBuf]) -> Result<()> {
-    let Some((_, d)) = dirs(path) else {
-        return Ok(());
-    };
-    cgroup::remove(&d, created)?;
+    if let Some((_, d)) = dirs(path) {
+        cgroup::remove(&d, &[])?;
+    }
+    remove_parents(path, created);
     Ok(())
+}
+
+/// Best effort for a rollback: the directories a creation made, then unused parents.
+pub fn remove_created(created: &[PathBuf]) -> Result<()> {
+    for d in created.iter().rev() {
+        let _ = fs::remove_dir(d);
+    }
+    remove_parents("", created);
+    Ok(())
+}
+
+/// Remove registered parents that are ancestors of `path` (or in `created`) and empty,
+/// deepest first, and unregister what is gone.
+fn remove_parents(path: &str, created: &[PathBuf]) {
+    let Some(_lock) = parents_lock(true) else {
+        return;
+    };
+    let leaves: Vec<PathBuf> = dirs(path)
+        .map(|(_, d)| d.all().iter().map(|p| p.to_path_buf()).collect())
+        .unwrap_or_default();
+    let mut parents = registered_parents();
+    parents.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    let mut kept = Vec::new();
+    for p in parents {
+        let ours = leaves.iter().any(|l| l.starts_with(&p)) || created.contains(&p);
+        if ours {
+            match fs::remove_dir(&p) {
+                Ok(()) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(_) => {}
+            }
+        } else if !p.exists() {
+            continue;
+        }
+        kept.push(p);
+    }
+    let text: String = kept.iter().map(|p| format!("{}\n", p.display())).collect();
+    let _ =
+        crate::linux::fs::write_atomic(&Path::new(PARENTS_DIR).join("parents"), text.as_bytes());
 }
 
 /// How many times the kernel's OOM killer killed in this cgroup (0 if unknown).

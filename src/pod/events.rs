@@ -14,12 +14,16 @@ use super::store;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PodEvent {
     /// `pod_created`, `pod_ready`, `pod_stopped`, `pod_removed`, `container_created`,
-    /// `container_started`, `container_stopped`, `container_removed`.
+    /// `container_started`, `container_stopped`, `container_removed`, and
+    /// `pod_monitor_replaced` (a new monitor took over from one that was killed).
     pub kind: &'static str,
     pub pod_id: String,
     pub container_id: String,
     pub time: String,
 }
+
+/// The snapshot's key for a pod's monitor (no container ID looks like it).
+const MONITOR: &str = "~monitor";
 
 impl Runtime {
     /// Lifecycle events of every pod and container (as the CRI's GetContainerEvents streams
@@ -35,6 +39,9 @@ impl Runtime {
             for p in rt.list_pods().unwrap_or_default() {
                 m.insert((p.id.clone(), String::new()), format!("{:?}", p.state));
                 if let Ok(st) = rt.status_of(p.clone()) {
+                    if let Some(pid) = st.monitor_pid {
+                        m.insert((p.id.clone(), MONITOR.into()), pid.to_string());
+                    }
                     for c in st.containers {
                         m.insert(
                             (p.id.clone(), c.record.id.clone()),
@@ -48,10 +55,18 @@ impl Runtime {
         let mut before = snapshot(self);
         while !stop() {
             std::thread::sleep(interval);
-            let now = snapshot(self);
+            let mut now = snapshot(self);
+            // a pod between monitors keeps its last one: the next one is a replacement
+            for (k, v) in &before {
+                if k.1 == MONITOR && now.contains_key(&(k.0.clone(), String::new())) {
+                    now.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+            }
             for (k, v) in &now {
                 let kind = match before.get(k) {
                     Some(old) if old == v => continue,
+                    Some(_) if k.1 == MONITOR => "pod_monitor_replaced",
+                    None if k.1 == MONITOR => continue,
                     Some(_) if k.1.is_empty() => {
                         if v == "Ready" {
                             "pod_ready"
@@ -71,7 +86,10 @@ impl Runtime {
                     time: store::now(),
                 });
             }
-            for k in before.keys().filter(|k| !now.contains_key(*k)) {
+            for k in before
+                .keys()
+                .filter(|k| !now.contains_key(*k) && k.1 != MONITOR)
+            {
                 let kind = if k.1.is_empty() {
                     "pod_removed"
                 } else {

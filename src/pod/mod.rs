@@ -28,6 +28,7 @@ mod config;
 pub(crate) mod container;
 mod error;
 mod events;
+mod inflight;
 pub(crate) mod logs;
 pub mod manifest;
 pub(crate) mod monitor;

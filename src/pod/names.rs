@@ -5,39 +5,42 @@
 
 use std::fs;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use super::Runtime;
 use super::error::{Error, Result, io};
 
 impl Runtime {
-    /// Reserve `key` for `what` (named in the AlreadyExists error); returns the reservation.
-    pub(crate) fn reserve_name(&self, key: &str, what: &str) -> Result<PathBuf> {
+    /// The reservation file of `key`.
+    pub(crate) fn name_path(&self, key: &str) -> PathBuf {
+        // the key holds names from the caller: one file name whatever they contain
+        self.store
+            .names()
+            .join(key.replace('%', "%25").replace('/', "%2F"))
+    }
+
+    /// Reserve `key` for `owner` (a pod or container ID); `what` is named in the AlreadyExists
+    /// error. The file appears with its owner in it (a link of a written temporary file), so
+    /// no reservation is ever ownerless.
+    pub(crate) fn reserve_name(&self, key: &str, what: &str, owner: &str) -> Result<PathBuf> {
         let names = self.store.names();
         fs::create_dir_all(&names).map_err(io(format!("create {}", names.display())))?;
-        // the key holds names from the caller: one file name whatever they contain
-        let path = names.join(key.replace('%', "%25").replace('/', "%2F"));
-        match fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-        {
-            Ok(_) => Ok(path),
+        let path = self.name_path(key);
+        let tmp = names.join(format!(".{owner}.tmp"));
+        fs::write(&tmp, owner).map_err(io(format!("write {}", tmp.display())))?;
+        let linked = fs::hard_link(&tmp, &path);
+        let _ = fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => Ok(path),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                // a reservation whose owner is gone (a crash between reserve and record) is stale
-                let owner = fs::read_to_string(&path).unwrap_or_default();
-                let old = fs::metadata(&path)
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.elapsed().ok())
-                    .is_some_and(|d| d > Duration::from_secs(30));
-                let stale = old
-                    && !owner.is_empty()
-                    && !self.store.pods().join(&owner).exists()
-                    && !self.container_exists(&owner);
-                if stale {
-                    let _ = fs::remove_file(&path);
-                    return self.reserve_name(key, what);
+                // a reservation whose owner is gone and that nothing in flight holds is stale
+                let holder = fs::read_to_string(&path).unwrap_or_default();
+                // (empty: made by a berth before owners were written in, whose creator died)
+                let stale = holder.is_empty()
+                    || !self.store.pods().join(&holder).exists()
+                        && !self.container_exists(&holder)
+                        && !self.in_flight().iter().any(|op| op.concerns(&holder));
+                if stale && fs::remove_file(&path).is_ok() {
+                    return self.reserve_name(key, what, owner);
                 }
                 Err(Error::AlreadyExists(what.to_string()))
             }
@@ -48,22 +51,18 @@ impl Runtime {
         }
     }
 
+    /// The owner of a name reservation, if there is one.
+    pub(crate) fn name_owner(&self, key: &str) -> Option<String> {
+        fs::read_to_string(self.name_path(key))
+            .ok()
+            .filter(|o| !o.is_empty())
+    }
+
     /// Release the names `owner` (a pod or container ID) holds.
     pub(crate) fn release_names(&self, owner: &str) {
         if let Ok(rd) = fs::read_dir(self.store.names()) {
             for e in rd.flatten() {
                 if fs::read_to_string(e.path()).is_ok_and(|o| o == owner) {
-                    let _ = fs::remove_file(e.path());
-                }
-            }
-        }
-    }
-
-    /// Remove reservations whose owner never got recorded (a creator killed in between).
-    pub(crate) fn drop_unowned_names(&self) {
-        if let Ok(rd) = fs::read_dir(self.store.names()) {
-            for e in rd.flatten() {
-                if fs::read_to_string(e.path()).is_ok_and(|o| o.is_empty()) {
                     let _ = fs::remove_file(e.path());
                 }
             }

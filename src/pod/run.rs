@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::Runtime;
 use super::config::{ContainerConfig, Resources};
 use super::error::Result;
+use super::inflight::Op;
 use super::manifest::PodManifest;
 use super::monitor::{self, Request};
 
@@ -35,7 +36,14 @@ impl Runtime {
                 });
             }
         }
-        let id = self.run_pod_sandbox(&pod, true)?;
+        // one creation in flight from the sandbox to the last container: a `pod run` killed
+        // anywhere is rolled back whole by the next berth
+        let id = super::store::new_id();
+        let marker = self.begin(&Op::CreatePod(id.clone()))?;
+        if let Err(e) = self.create_sandbox(&id, &pod, true) {
+            marker.done();
+            return Err(e);
+        }
         let r = (|| -> Result<()> {
             let mut inits = Vec::new();
             let mut apps = Vec::new();
@@ -55,9 +63,11 @@ impl Runtime {
             .expect_ok("sequence")
         })();
         if let Err(e) = r {
-            let _ = self.remove_pod_sandbox(&id, true);
+            let _ = self.remove_pod(&id, true);
+            marker.done();
             return Err(e);
         }
+        marker.done();
         Ok(id)
     }
 }

@@ -2,10 +2,12 @@
 //! is spelled here and nowhere else:
 //!
 //! ```text
-//! <root>/names/<key>                         a name reservation (O_EXCL); holds its owner's ID
+//! <root>/names/<key>                         a name reservation: its owner's ID (linked into place)
 //! <root>/seccomp-cache/                      compiled seccomp programs, shared by the pods
+//! <root>/inflight/<op>-<id>                  held locked while a creation or removal runs
 //! <root>/pods/<pod>/pod.json                 PodRecord          written by the library
-//! <root>/pods/<pod>/creating                 held locked while the pod is being made
+//! <root>/pods/<pod>/removing                 present while the pod is being removed
+//! <root>/pods/<pod>/repair.lock              held while a pod whose monitor and keeper died is repaired
 //! <root>/pods/<pod>/cgroup.created           cgroup directories made for the pod (lines)
 //! <root>/pods/<pod>/{net,ipc,uts}            the pinned namespaces
 //! <root>/pods/<pod>/network.pending.json     CNI request saved before ADD (for a DEL after a crash)
@@ -15,11 +17,13 @@
 //! <root>/pods/<pod>/volumes/<name>/          emptyDir volumes
 //! <root>/pods/<pod>/monitor.sock             the pod monitor's socket
 //! <root>/pods/<pod>/monitor.pid, pause.pid   written by the monitor
+//! <root>/pods/<pod>/keeper.pid               written by the monitor's keeper
 //! <root>/pods/<pod>/monitor.log              the monitor's stderr
 //! <root>/pods/<pod>/oci/                     OCI state of the pod's containers
 //! <root>/pods/<pod>/containers/<ctr>/container.json   ContainerRecord   written by the library
 //! <root>/pods/<pod>/containers/<ctr>/status.json      ContainerStatus   written by the monitor
-//! <root>/pods/<pod>/containers/<ctr>/creating         held locked while the container is made
+//!                                            (by the library only when the monitor and its keeper
+//!                                            are both dead, under repair.lock)
 //! <root>/pods/<pod>/containers/<ctr>/bundle/          config.json and the rootfs mount
 //! ```
 //!
@@ -192,6 +196,12 @@ pub struct ContainerStatus {
     pub version: u32,
     pub state: ContainerState,
     pub pid: i32,
+    /// The init's start time (clock ticks since boot): with `pid`, it names the process.
+    #[serde(default)]
+    pub pid_start: u64,
+    /// The cgroup's OOM-kill count when this attempt started (its own kills are those above).
+    #[serde(default)]
+    pub oom_base: u64,
     pub created_at: Option<String>,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
@@ -219,6 +229,10 @@ pub struct Store {
 impl Store {
     pub fn new(root: impl Into<PathBuf>) -> Store {
         Store { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     /// Where every pod's directory is.
@@ -255,9 +269,14 @@ impl PodDir {
     pub fn record(&self) -> PathBuf {
         self.0.join("pod.json")
     }
-    /// Present (and locked) while the pod is being made.
+    /// Left by berths before 0.1's crash safety while a pod was being made (now
+    /// `<root>/inflight/`).
     pub fn creating(&self) -> PathBuf {
         self.0.join("creating")
+    }
+    /// Present while the pod is being removed (it reads NotReady meanwhile).
+    pub fn removing(&self) -> PathBuf {
+        self.0.join("removing")
     }
     pub fn cgroup_created(&self) -> PathBuf {
         self.0.join("cgroup.created")
@@ -267,6 +286,10 @@ impl PodDir {
     }
     pub fn monitor_pid(&self) -> PathBuf {
         self.0.join("monitor.pid")
+    }
+    /// The monitor's keeper (its parent), written by the keeper.
+    pub fn keeper_pid(&self) -> PathBuf {
+        self.0.join("keeper.pid")
     }
     pub fn monitor_log(&self) -> PathBuf {
         self.0.join("monitor.log")
@@ -332,9 +355,6 @@ impl CtrDir {
     }
     pub fn status(&self) -> PathBuf {
         self.0.join("status.json")
-    }
-    pub fn creating(&self) -> PathBuf {
-        self.0.join("creating")
     }
     pub fn bundle(&self) -> PathBuf {
         self.0.join("bundle")

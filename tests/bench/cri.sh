@@ -137,4 +137,4 @@ done
 printf "%-34s %10d %12d %16s\n" "daemon RSS idle (KiB)" "$(cat "$W/berth.rss_idle")" "$(cat "$W/containerd.rss_idle")" "$(div "$(cat "$W/berth.rss_idle")" "$(cat "$W/containerd.rss_idle")")"
 printf "%-34s %10d %12d %16s\n" "daemon RSS, $parallel pods (KiB)" "$(cat "$W/berth.rss_busy")" "$(cat "$W/containerd.rss_busy")" "$(div "$(cat "$W/berth.rss_busy")" "$(cat "$W/containerd.rss_busy")")"
 printf "%-34s %10d %12d %16s\n" "per-pod processes' RSS, $parallel pods (KiB)" "$(cat "$W/berth.rss_pods")" "$(cat "$W/containerd.rss_pods")" "$(div "$(cat "$W/berth.rss_pods")" "$(cat "$W/containerd.rss_pods")")"
-echo "(per-pod processes: berth's pod monitors; containerd's runc v2 shims)"
+echo "(per-pod processes: berth's pod monitors and their keepers; containerd's runc v2 shims)"

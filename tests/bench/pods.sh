@@ -5,7 +5,7 @@
 #    CNI bridge + host-local, network rules once per network; podman: netavark), on the host's
 #    network, and (berth only) on a CNI conflist with per-pod rules (bridge ipMasq + firewall);
 #  - 100 pods started at once: total time, and memory per pod beyond the workload (berth: its
-#    pod monitor; podman: the infra container's pause and the conmons).
+#    pod monitor and its keeper; podman: the infra container's pause and the conmons).
 # Each side uses its own private directories; everything is removed at the end.
 # Usage: pods.sh BERTH_RELEASE_BINARY
 set -euo pipefail
@@ -152,4 +152,4 @@ printf "%-36s %9d %9d %12s\n" "total start time (ms)" "$tb" "$tp" "$(div "$tb" "
 printf "%-36s %9d %9d\n" "containers running" "$running" "$prunning"
 printf "%-36s %9.0f %9.0f %12s\n" "RSS per pod, runtime's processes (KiB)" "$(div "$b_rss" "$many")" "$(div "$p_rss" "$many")" "$(div "$b_rss" "$p_rss")"
 printf "%-36s %9.0f %9.0f %12s\n" "PSS per pod (KiB)" "$(div "$b_pss" "$many")" "$(div "$p_pss" "$many")" "$(div "$b_pss" "$p_pss")"
-echo "($nmon berth monitors; podman: $(echo "$pids" | wc -w) conmon and pause processes)"
+echo "($nmon berth processes, a monitor and its keeper per pod; podman: $(echo "$pids" | wc -w) conmon and pause processes)"

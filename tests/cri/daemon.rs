@@ -55,6 +55,11 @@ impl Daemon {
 
     /// Start the daemon (again) and wait until its socket accepts.
     pub fn restart(&mut self) {
+        self.restart_with(&[]);
+    }
+
+    /// [`Daemon::restart`] with environment variables (`BERTH_FAULT`).
+    pub fn restart_with(&mut self, env: &[(&str, &str)]) {
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -64,6 +69,7 @@ impl Daemon {
             .args(["serve", "--config"])
             .arg(&self.config)
             .env("REGISTRY_AUTH_FILE", self.env.dir.join("no-auth.json"))
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -6,7 +6,8 @@ use std::time::Duration;
 use k8s_cri::v1 as cri;
 
 use super::daemon::{
-    Daemon, block_on, container, pid, pod_with, pull, remove_pod, sandbox, status, wait_state,
+    Daemon, block_on, container, pid, pod_status, pod_with, pull, remove_pod, sandbox, status,
+    wait_state,
 };
 use super::env::{exists, running};
 
@@ -134,4 +135,108 @@ fn a_creation_cut_off_half_way_is_rolled_back_at_start() {
             .pod_sandbox_id;
         remove_pod(&d, &id).await;
     });
+}
+
+#[test]
+fn a_daemon_killed_inside_stop_pod_sandbox_reports_the_pod_not_ready() {
+    let mut d = Daemon::start("cri-stopcut");
+    let image = d.env.image("base");
+    for point in ["pod-stop:before-del", "pod-stop:after-del"] {
+        d.kill9();
+        d.restart_with(&[("BERTH_FAULT", point)]);
+        let pod = block_on(async {
+            let image_ref = pull(&d, &image).await;
+            let (pod, _) = pod_with(
+                &d,
+                "cut",
+                sandbox("cut"),
+                container("c", &image_ref, &["sleep", "1000"]),
+            )
+            .await;
+            let r = d
+                .rt()
+                .await
+                .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                    pod_sandbox_id: pod.clone(),
+                })
+                .await;
+            assert!(r.is_err(), "{point}: the daemon survived the stop");
+            pod
+        });
+        d.kill9();
+        d.restart();
+        block_on(async {
+            let s = pod_status(&d, &pod).await;
+            assert_eq!(
+                s.state,
+                cri::PodSandboxState::SandboxNotready as i32,
+                "{point}: {s:?}"
+            );
+            // kubelet stops it again and removes it
+            d.rt()
+                .await
+                .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                    pod_sandbox_id: pod.clone(),
+                })
+                .await
+                .unwrap();
+            remove_pod(&d, &pod).await;
+        });
+        assert_eq!(d.env.bridge_ports(), 0, "{point}: a veth is left");
+        assert!(!exists(&d.env.pod_dir(&pod)), "{point}: the pod is left");
+    }
+}
+
+#[test]
+fn a_restarted_daemon_reports_a_pod_whose_network_is_gone_not_ready() {
+    let mut d = Daemon::start("cri-netgone");
+    let image = d.env.image("base");
+    let pod = block_on(async {
+        let image_ref = pull(&d, &image).await;
+        pod_with(
+            &d,
+            "netgone",
+            sandbox("netgone"),
+            container("c", &image_ref, &["sleep", "1000"]),
+        )
+        .await
+        .0
+    });
+    let net: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(d.env.pod_dir(&pod).join("network.json")).unwrap(),
+    )
+    .unwrap();
+    let veth = net["result"]["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i.get("sandbox").is_none() && i["name"].as_str().unwrap().starts_with("veth"))
+        .map(|i| i["name"].as_str().unwrap().to_string())
+        .expect("no host veth in the CNI result");
+    d.kill9();
+    // while no daemon runs, the pod's interface goes (as a host's network reset does)
+    let st = std::process::Command::new("ip")
+        .args(["link", "delete", &veth])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    d.restart();
+    assert!(d.log().contains("NotReady"), "{}", d.log());
+    block_on(async {
+        let s = pod_status(&d, &pod).await;
+        assert_eq!(
+            s.state,
+            cri::PodSandboxState::SandboxNotready as i32,
+            "{s:?}"
+        );
+        d.rt()
+            .await
+            .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                pod_sandbox_id: pod.clone(),
+            })
+            .await
+            .unwrap();
+        remove_pod(&d, &pod).await;
+    });
+    assert!(!exists(&d.env.pod_dir(&pod)));
 }

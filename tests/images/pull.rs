@@ -1,5 +1,6 @@
 //! `image pull` from a real registry: manifest kinds, compressions, platforms, auth, corrupt
-//! blobs, interrupted downloads, and a second pull that downloads nothing.
+//! blobs, interrupted downloads, pulls of one image at once, and a second pull that downloads
+//! nothing.
 
 use std::fs;
 use std::process::{Command, Stdio};
@@ -151,6 +152,35 @@ fn a_second_pull_downloads_nothing() {
         "only base's config: {:?}",
         reg.blob_requests()
     );
+}
+
+#[test]
+fn pulls_of_one_image_at_once_download_each_blob_once_and_intact() {
+    let reg = Registry::fixtures("open");
+    let r = format!("{}/berth/multi", reg.host());
+    let s = Store::new("pull-at-once");
+    // before the fix, pulls at once wrote one partial file over each other and committed
+    // blobs whose content was not their digest
+    std::thread::scope(|scope| {
+        for _ in 0..12 {
+            scope.spawn(|| s.ok(&["image", "pull", &r]));
+        }
+    });
+    for b in s.blobs() {
+        let data = fs::read(s.root.join("blobs/sha256").join(&b)).unwrap();
+        assert_eq!(
+            sha256(&data),
+            format!("sha256:{b}"),
+            "blob {b} is not its digest"
+        );
+    }
+    assert_eq!(
+        reg.blob_requests().len(),
+        4,
+        "each blob is downloaded once: {:?}",
+        reg.blob_requests()
+    );
+    s.assert_no_leftovers();
 }
 
 #[test]

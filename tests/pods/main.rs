@@ -10,6 +10,7 @@ mod env;
 #[allow(dead_code)]
 mod harness;
 
+mod crash;
 mod example;
 mod failures;
 mod lifecycle;

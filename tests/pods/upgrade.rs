@@ -16,7 +16,11 @@ use super::env::*;
 #[ignore = "needs BERTH_OLD_BINARY: run by `make test-upgrade`"]
 fn a_pod_of_the_previous_berth_is_inspected_stopped_and_removed() {
     let old = PathBuf::from(std::env::var("BERTH_OLD_BINARY").expect("BERTH_OLD_BINARY"));
-    assert_eq!(old.file_name().unwrap(), "berth", "the monitor is started as this binary");
+    assert_eq!(
+        old.file_name().unwrap(),
+        "berth",
+        "the monitor is started as this binary"
+    );
     let e = PodEnv::new("upgrade");
     let yaml = e.dir.join("pod.yaml");
     fs::write(
@@ -32,14 +36,25 @@ fn a_pod_of_the_previous_berth_is_inspected_stopped_and_removed() {
         .stdout(Stdio::piped())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
     // the old berth's records: no version field
     let pod_json = e.pod_dir(&id).join("pod.json");
-    assert!(!fs::read_to_string(&pod_json).unwrap().contains("\"version\""));
+    assert!(
+        !fs::read_to_string(&pod_json)
+            .unwrap()
+            .contains("\"version\"")
+    );
     let monitor = fs::read_to_string(e.pod_dir(&id).join("monitor.pid")).unwrap();
     let monitor: i32 = monitor.trim().parse().unwrap();
-    assert_eq!(fs::read_link(format!("/proc/{monitor}/exe")).unwrap(), old.canonicalize().unwrap());
+    assert_eq!(
+        fs::read_link(format!("/proc/{monitor}/exe")).unwrap(),
+        old.canonicalize().unwrap()
+    );
     // this berth: inspect, stop through the old monitor (its exit recorded), remove
     let pid = e.pid(&id, "app");
     let c = e.wait(&id, "app", "Running");
@@ -62,7 +77,8 @@ fn a_record_newer_than_this_berth_is_refused_not_misread() {
     let e = PodEnv::new("newer");
     let id = e.run(&e.sleeper("newer", true));
     let pod_json = e.pod_dir(&id).join("pod.json");
-    let mut v: serde_json::Value = serde_json::from_str(&fs::read_to_string(&pod_json).unwrap()).unwrap();
+    let mut v: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&pod_json).unwrap()).unwrap();
     v["version"] = 99.into();
     let saved = fs::read_to_string(&pod_json).unwrap();
     fs::write(&pod_json, v.to_string()).unwrap();

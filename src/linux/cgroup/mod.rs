@@ -322,6 +322,15 @@ fn mkdir_tracked(dir: &Path, created: &mut Vec<PathBuf>) -> Result<bool> {
             Ok(true)
         }
         Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
+        // the kernel charges a new memory cgroup to its ancestors: a tiny limit above refuses it
+        Err(e) if e.raw_os_error() == Some(libc::ENOMEM) => Err(SysError::new(
+            format!(
+                "create cgroup {} (a memory limit above it, such as its pod's, is too small for \
+                 the kernel to make a cgroup there)",
+                dir.display()
+            ),
+            e,
+        )),
         Err(e) => Err(SysError::new(format!("create cgroup {}", dir.display()), e)),
     }
 }

@@ -6,6 +6,7 @@ use std::fs;
 
 use crate::pod::config::{ContainerConfig, PullPolicy};
 use crate::pod::error::{Error, Result, io};
+use crate::pod::inflight::Op;
 use crate::pod::store::{self, ContainerRecord, PodState, read_json, write_json};
 use crate::pod::{Runtime, cgroup};
 use crate::undo::Undo;
@@ -60,25 +61,27 @@ impl Runtime {
             .images
             .resolve(&cfg.image)
             .map_err(|_| Error::NotFound(format!("image {} (pull it first)", cfg.image)))?;
-        let reservation = self.reserve_name(
-            &format!("ctr_{}_{}_{}", prec.id, cfg.name, cfg.attempt),
-            &what,
-        )?;
-        let mut undo = Undo::new();
-        let r = reservation.clone();
-        undo.push("release the container's name", move || {
-            fs::remove_file(&r).map_err(|e| e.to_string())
-        });
         let id = store::new_id();
+        let marker = self.begin(&Op::CreateContainer {
+            pod: prec.id.clone(),
+            ctr: id.clone(),
+        })?;
+        let mut undo = Undo::new();
         let cdir = dir.container(&id);
         let made = (|| -> Result<()> {
+            let reservation = self.reserve_name(
+                &format!("ctr_{}_{}_{}", prec.id, cfg.name, cfg.attempt),
+                &what,
+                &id,
+            )?;
+            undo.push("release the container's name", move || {
+                fs::remove_file(&reservation).map_err(|e| e.to_string())
+            });
             fs::create_dir_all(&cdir.0).map_err(io(format!("create {}", cdir.0.display())))?;
             let d = cdir.0.clone();
             undo.push(format!("remove {}", d.display()), move || {
                 fs::remove_dir_all(&d).map_err(|e| e.to_string())
             });
-            let _creating = crate::pod::sandbox::creation_marker(&cdir.creating())?;
-            fs::write(&reservation, &id).map_err(io("record the container's name"))?;
             let bundle = cdir.bundle();
             let (images, b) = (self.images.clone(), bundle.clone());
             undo.push("release the container's rootfs", move || {
@@ -86,6 +89,7 @@ impl Runtime {
             });
             self.images
                 .unpack(&image_name, &bundle, false, &mut |_| {})?;
+            crate::fault::point("container-create:unpacked");
             let (_, image_cfg) = self.images.manifest_and_config(&image_rec)?;
             let log_path = cfg
                 .log_path
@@ -124,10 +128,10 @@ impl Runtime {
             let base = crate::oci::spec::load(&bundle).map_err(crate::oci::Error::config)?;
             let spec = crate::pod::spec::build(base, &prec, &dir, &rec, &image_cfg, pause)?;
             write_json(&bundle.join("config.json"), &spec)?;
-            write_json(&cdir.record(), &rec)?;
-            fs::remove_file(cdir.creating()).map_err(io("mark the container as created"))
+            crate::fault::point("container-create:spec");
+            write_json(&cdir.record(), &rec)
         })();
-        match made {
+        let r = match made {
             Ok(()) => {
                 undo.commit();
                 Ok(id)
@@ -136,6 +140,8 @@ impl Runtime {
                 let failed = undo.rollback();
                 Err(e.with_rollback(failed))
             }
-        }
+        };
+        marker.done();
+        r
     }
 }

@@ -18,6 +18,8 @@
 //! JSON answer per connection, and runs one thread and a `poll(2)` loop, no async runtime.
 //! `spawn` and `stop` are the library's side of its life.
 
+mod adopt;
+mod keeper;
 mod output;
 pub mod protocol;
 mod supervise;
@@ -62,7 +64,6 @@ struct Ctr {
     stopping: bool,
     kill_at: Option<Instant>,
     restart_at: Option<Instant>,
-    oom_before: u64,
     started: Option<Instant>,
 }
 
@@ -78,7 +79,6 @@ impl Ctr {
             stopping: false,
             kill_at: None,
             restart_at: None,
-            oom_before: 0,
             started: None,
         }
     }
@@ -93,6 +93,8 @@ struct Monitor {
     shutdown: bool,
     /// Clients attached to containers' streams.
     attached: Vec<output::Attached>,
+    /// The link to the keeper (this monitor's parent); None once the keeper is gone.
+    keeper: Option<OwnedFd>,
 }
 
 /// For programs that embed berth and name themselves as [`super::Options::berth_binary`]:
@@ -109,6 +111,8 @@ pub fn hook() {
 
 /// Entry point of `berth __pod-monitor <dir>`; never returns.
 pub fn main(dir: &Path) -> ! {
+    // what its starter left open (an operation's lock: see `inflight.rs`) is not the pod's
+    crate::linux::sys::close_inherited_fds();
     let code = match run(dir) {
         Ok(()) => 0,
         Err(e) => {
@@ -171,18 +175,30 @@ pub(crate) fn pid(dir: &PodDir) -> Option<i32> {
         .filter(|p| is_monitor(*p, dir))
 }
 
-/// Ask the pod's monitor to exit (SIGKILL if it does not), and end the pod's pause process.
+/// The pid of the pod's monitor's keeper, if it runs.
+pub(crate) fn keeper_pid(dir: &PodDir) -> Option<i32> {
+    read_json::<i32>(&dir.keeper_pid())
+        .ok()
+        .filter(|p| alive(*p) && is_monitor(*p, dir))
+}
+
+/// Ask the pod's monitor to exit (its keeper goes with it), SIGKILL both if they do not, and
+/// end the pod's pause process.
 pub(crate) fn stop(dir: &PodDir) {
-    let pid: Option<i32> = read_json(&dir.monitor_pid()).ok();
+    let pids: Vec<i32> = [dir.keeper_pid(), dir.monitor_pid()]
+        .iter()
+        .filter_map(|f| read_json::<i32>(f).ok())
+        .collect();
     let asked = request(dir, &Request::Shutdown, Duration::from_secs(10)).is_ok();
-    if let Some(pid) = pid {
-        // it is not our child: poll its /proc entry
-        let deadline = Instant::now() + Duration::from_secs(if asked { 5 } else { 0 });
-        while alive(pid) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        if alive(pid) && is_monitor(pid, dir) {
-            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+    // they are not our children: poll their /proc entries
+    let deadline = Instant::now() + Duration::from_secs(if asked { 5 } else { 0 });
+    while pids.iter().any(|p| alive(*p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // the keeper first: it would start another monitor
+    for p in pids {
+        if alive(p) && is_monitor(p, dir) {
+            let _ = nix::sys::signal::kill(Pid::from_raw(p), Signal::SIGKILL);
         }
     }
     if let Ok(p) = read_json::<i32>(&dir.pause_pid()) {
@@ -196,9 +212,9 @@ fn run(dir: &Path) -> Result<()> {
         step: format!("resolve {}", dir.display()),
         err: e,
     })?);
-    let pod: PodRecord = read_record(&dir.record())?;
+    read_record::<PodRecord>(&dir.record())?;
     // daemonize: the process berth started exits at once (its starter reaps it) and the
-    // monitor goes on in a new session, a child of no berth command
+    // keeper, then its monitor, go on in a new session, children of no berth command
     match crate::linux::sys::fork_with_flags(0, None).map_err(|e| Error::Io {
         step: "fork the pod monitor".into(),
         err: e,
@@ -213,9 +229,26 @@ fn run(dir: &Path) -> Result<()> {
         step: format!("chdir to {}", dir.0.display()),
         err: e,
     })?;
+    // the keeper: the nearest subreaper above the containers once a monitor is gone
     nix::sys::prctl::set_child_subreaper(true)
         .map_err(super::error::sys("become a child subreaper"))?;
-    let _ = nix::sys::prctl::set_name(c"berth-monitor");
+    let _ = nix::sys::prctl::set_name(c"berth-keeper");
+    let sigfd = signals()?;
+    let d = dir.clone();
+    keeper::run(dir, &sigfd, &move |link, inherited| {
+        let code = match monitor(&d, link, inherited) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("berth pod monitor {}: {e}", d.0.display());
+                1
+            }
+        };
+        crate::linux::sys::exit_now(code)
+    })
+}
+
+/// Block the signals the monitor and keeper handle, and read them from a signalfd.
+fn signals() -> Result<SignalFd> {
     let mut mask = SigSet::empty();
     for s in [
         Signal::SIGCHLD,
@@ -228,8 +261,18 @@ fn run(dir: &Path) -> Result<()> {
     }
     mask.thread_block()
         .map_err(super::error::sys("block signals"))?;
-    let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-        .map_err(super::error::sys("signalfd"))?;
+    SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(super::error::sys("signalfd"))
+}
+
+/// The monitor, forked by its keeper: the first, or a replacement that re-adopts what its
+/// predecessor ran (`inherited`).
+fn monitor(dir: &PodDir, keeper_link: OwnedFd, inherited: keeper::Inherited) -> Result<()> {
+    nix::sys::prctl::set_child_subreaper(true)
+        .map_err(super::error::sys("become a child subreaper"))?;
+    let _ = nix::sys::prctl::set_name(c"berth-monitor");
+    let sigfd = signals()?;
+    let pod: PodRecord = read_record(&dir.record())?;
     let sock = dir.socket();
     let _ = fs::remove_file(&sock);
     let listener = UnixListener::bind(&sock).map_err(|e| Error::Io {
@@ -238,18 +281,23 @@ fn run(dir: &Path) -> Result<()> {
     })?;
     listener.set_nonblocking(true).ok();
     let mut m = Monitor {
-        dir,
+        dir: dir.clone(),
         pod,
         ctrs: BTreeMap::new(),
         pause: None,
         seq: supervise::Sequence::default(),
         shutdown: false,
         attached: Vec::new(),
+        keeper: Some(keeper_link),
     };
     if m.pod.config.share_pid {
-        m.start_pause()?;
+        m.pause = adopt::adopted_pause(&m.dir);
+        if m.pause.is_none() {
+            m.start_pause()?;
+        }
     }
     m.load_containers();
+    m.adopt(inherited);
     write_json(&m.dir.monitor_pid(), &std::process::id())?;
     // tell whoever started us that we listen, then let go of its pipe
     let mut out = std::io::stdout();
@@ -317,6 +365,8 @@ impl Monitor {
     fn serve(&mut self, listener: &UnixListener, sigfd: &SignalFd) -> Result<()> {
         loop {
             if self.shutdown {
+                // the keeper ends with this monitor
+                self.tell_keeper(&keeper::ToKeeper::Bye, &[]);
                 if let Some(p) = self.pause {
                     let _ = nix::sys::signal::kill(Pid::from_raw(p), Signal::SIGKILL);
                     let _ = waitpid(Pid::from_raw(p), None);
@@ -350,6 +400,10 @@ impl Monitor {
             for a in &self.attached {
                 pfds.push(PollFd::new(a.conn.as_fd(), PollFlags::POLLIN));
             }
+            let keeper_slot = pfds.len();
+            if let Some(k) = &self.keeper {
+                pfds.push(PollFd::new(k.as_fd(), PollFlags::POLLIN));
+            }
             match poll(&mut pfds, timeout) {
                 Ok(_) => {}
                 Err(nix::errno::Errno::EINTR) => continue,
@@ -372,7 +426,8 @@ impl Monitor {
                     self.drain(id, *fd);
                 }
             }
-            let n_attached = ready.len() - first_attached;
+            let keeper_ready = ready.get(keeper_slot).copied().unwrap_or(false);
+            let n_attached = keeper_slot - first_attached;
             for k in (0..n_attached).rev() {
                 if ready[first_attached + k] && k < self.attached.len() {
                     self.attach_input(k);
@@ -390,6 +445,9 @@ impl Monitor {
                     }
                 }
                 self.reap();
+            }
+            if keeper_ready {
+                self.read_keeper();
             }
             if ready[0] {
                 while let Ok((conn, _)) = listener.accept() {
@@ -454,6 +512,7 @@ impl Monitor {
             },
             Request::Forget { id } => {
                 self.ctrs.remove(&id);
+                self.tell_keeper(&keeper::ToKeeper::Forget { id }, &[]);
                 Response::Ok
             }
             Request::ReopenLog { id } => {

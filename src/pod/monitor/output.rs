@@ -6,6 +6,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
+use super::keeper::End;
 use super::protocol::attach::{Decoder, Input, Output};
 use super::{Ctr, Monitor};
 use crate::pod::error::Error;
@@ -69,6 +70,50 @@ fn read_pipe(c: &mut Ctr, i: usize) -> Got {
         Got::Nothing => {}
     }
     r
+}
+
+impl Ctr {
+    /// Its stdio from these ends: output pipes, the stdin pipe, or a terminal's master (which
+    /// carries the output, the input and the window size).
+    pub(super) fn set_stdio(&mut self, ends: Vec<(End, OwnedFd)>) {
+        for (end, fd) in ends {
+            match end {
+                End::Stdout => self.pipes.push(Pipe::new(fd, "stdout")),
+                End::Stderr => self.pipes.push(Pipe::new(fd, "stderr")),
+                End::Stdin => self.input = Some(fd),
+                End::Tty => {
+                    if let (Ok(out), Ok(inp)) = (fd.try_clone(), fd.try_clone()) {
+                        self.pipes.push(Pipe::new(out, "stdout"));
+                        self.input = Some(inp);
+                    }
+                    self.tty = Some(fd);
+                }
+            }
+        }
+    }
+
+    /// The ends a keeper holds a copy of (see [`Ctr::set_stdio`]).
+    pub(super) fn stdio_ends(&self) -> Vec<(End, std::os::fd::BorrowedFd<'_>)> {
+        if let Some(t) = &self.tty {
+            return vec![(End::Tty, t.as_fd())];
+        }
+        let mut v: Vec<(End, std::os::fd::BorrowedFd<'_>)> = self
+            .pipes
+            .iter()
+            .map(|p| {
+                let e = if p.stream == "stderr" {
+                    End::Stderr
+                } else {
+                    End::Stdout
+                };
+                (e, p.fd.as_fd())
+            })
+            .collect();
+        if let Some(i) = &self.input {
+            v.push((End::Stdin, i.as_fd()));
+        }
+        v
+    }
 }
 
 impl Monitor {
@@ -187,6 +232,7 @@ impl Monitor {
             Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
         };
         let id = self.attached[k].id.clone();
+        let mut end_stdin = false;
         while let Some(input) = self.attached[k].frames.next_input() {
             let Some(c) = self.ctrs.get_mut(&id) else {
                 break;
@@ -199,7 +245,7 @@ impl Monitor {
                     }
                 }
                 // end of the client's stdin ends the container's only with stdinOnce
-                Input::EndOfStdin if c.rec.config.stdin_once => c.input = None,
+                Input::EndOfStdin if c.rec.config.stdin_once => end_stdin = true,
                 Input::EndOfStdin => {}
                 Input::Resize { rows, cols } => {
                     if let Some(t) = &c.tty {
@@ -211,11 +257,24 @@ impl Monitor {
         if gone {
             self.attached.remove(k);
             // stdinOnce: the container's stdin ends with the first attached client
-            if let Some(c) = self.ctrs.get_mut(&id)
-                && c.rec.config.stdin_once
-            {
-                c.input = None;
-            }
+            end_stdin |= self.ctrs.get(&id).is_some_and(|c| c.rec.config.stdin_once);
+        }
+        if end_stdin {
+            self.end_stdin(&id);
+        }
+    }
+
+    /// Close a container's stdin (the keeper's copy too: the container reads end of file).
+    fn end_stdin(&mut self, id: &str) {
+        let Some(c) = self.ctrs.get_mut(id) else {
+            return;
+        };
+        if c.input.take().is_some() && c.tty.is_none() {
+            let m = super::keeper::ToKeeper::Release {
+                id: id.to_string(),
+                end: End::Stdin,
+            };
+            self.tell_keeper(&m, &[]);
         }
     }
 }

@@ -100,8 +100,16 @@ impl Response {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum WorkerResult {
-    Started { pid: i32 },
-    Failed { kind: ErrorKind, message: String },
+    /// `oom_kills`: the new cgroup's OOM-kill count before the program started.
+    Started {
+        pid: i32,
+        #[serde(default)]
+        oom_kills: u64,
+    },
+    Failed {
+        kind: ErrorKind,
+        message: String,
+    },
 }
 
 /// Connect to a pod's monitor and send one request; the connection is returned for
@@ -330,8 +338,12 @@ mod tests {
         assert_eq!(back.kind(), ErrorKind::NotFound);
         assert_eq!(back.to_string(), e.to_string());
         assert_eq!(
-            serde_json::to_string(&WorkerResult::Started { pid: 7 }).unwrap(),
-            r#"{"result":"started","pid":7}"#
+            serde_json::to_string(&WorkerResult::Started {
+                pid: 7,
+                oom_kills: 1
+            })
+            .unwrap(),
+            r#"{"result":"started","pid":7,"oom_kills":1}"#
         );
     }
 }

@@ -69,6 +69,27 @@ impl Sequence {
         }
     }
 
+    /// The sequence of a pod whose monitor was replaced: the first init container that has
+    /// not succeeded is current (or the sequence failed, if it failed under Never); with
+    /// every one done, the apps. `codes`: each init's exit code, if it exited.
+    pub fn resumed(
+        inits: Vec<String>,
+        apps: Vec<String>,
+        codes: &[Option<i32>],
+        policy: RestartPolicy,
+    ) -> Sequence {
+        let mut phase = Phase::Apps;
+        for (k, c) in codes.iter().enumerate() {
+            match c {
+                Some(0) => continue,
+                Some(_) if policy == RestartPolicy::Never => phase = Phase::Failed,
+                _ => phase = Phase::Init(k),
+            }
+            break;
+        }
+        Sequence { inits, apps, phase }
+    }
+
     pub fn is_init(&self, id: &str) -> bool {
         self.inits.iter().any(|i| i == id)
     }
@@ -129,7 +150,7 @@ impl Monitor {
         }
     }
 
-    fn exited(&mut self, pid: i32, code: i32) {
+    pub(super) fn exited(&mut self, pid: i32, code: i32) {
         if Some(pid) == self.pause {
             eprintln!("berth pod monitor: the pod's PID namespace holder exited ({code})");
             self.pause = None;
@@ -150,7 +171,7 @@ impl Monitor {
         let c = self.ctrs.get_mut(&id).expect("present");
         c.input = None;
         c.tty = None;
-        let oom = crate::pod::cgroup::oom_kills(&c.rec.cgroup) > c.oom_before;
+        let oom = crate::pod::cgroup::oom_kills(&c.rec.cgroup) > c.status.oom_base;
         c.status.state = ContainerState::Exited;
         c.status.exit_code = Some(code);
         c.status.finished_at = Some(crate::pod::store::now());
@@ -170,6 +191,7 @@ impl Monitor {
         let _ = write_json(&self.dir.container(&id).status(), &c.status);
         let stopping = c.stopping;
         let ran_for = c.started.map(|s| s.elapsed()).unwrap_or_default();
+        self.tell_keeper(&super::keeper::ToKeeper::Forget { id: id.clone() }, &[]);
         if self.pod.supervised && !stopping {
             self.after_exit(&id, code, ran_for);
         }
@@ -199,17 +221,18 @@ impl Monitor {
         }
     }
 
-    /// Start what the sequence says comes next.
+    /// Start what the sequence says comes next (what has not started yet: exited containers
+    /// are their restart policy's).
     pub(super) fn advance(&mut self) {
         let Next::Start(ids) = self.seq.next() else {
             return;
         };
         for id in ids {
-            let running = self
+            let pending = self
                 .ctrs
                 .get(&id)
-                .is_some_and(|c| c.status.state == ContainerState::Running);
-            if running {
+                .is_none_or(|c| c.status.state == ContainerState::Pending);
+            if !pending {
                 continue;
             }
             if let Err(e) = self.start(&id) {
@@ -278,6 +301,29 @@ mod tests {
         assert_eq!(s.next(), Next::Nothing);
         let mut s = Sequence::new(vec![], vec!["a".into()]);
         assert_eq!(s.next(), Next::Start(vec!["a".into()]));
+        // a replaced monitor picks up where its predecessor was
+        let ids = || vec!["i1".to_string(), "i2".to_string()];
+        let mut s = Sequence::resumed(
+            ids(),
+            vec!["a".into()],
+            &[Some(0), None],
+            RestartPolicy::Always,
+        );
+        assert_eq!(s.next(), Next::Start(vec!["i2".into()]));
+        let mut s = Sequence::resumed(
+            ids(),
+            vec!["a".into()],
+            &[Some(0), Some(0)],
+            RestartPolicy::Always,
+        );
+        assert_eq!(s.next(), Next::Start(vec!["a".into()]));
+        let mut s = Sequence::resumed(
+            ids(),
+            vec!["a".into()],
+            &[Some(1), None],
+            RestartPolicy::Never,
+        );
+        assert_eq!(s.next(), Next::Nothing);
         assert_eq!(Sequence::default().next(), Next::Nothing);
     }
 }

@@ -12,7 +12,7 @@ use std::time::Instant;
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 
-use super::output::Pipe;
+use super::keeper::{End, ToKeeper};
 use super::protocol::WorkerResult;
 use super::{Ctr, Monitor, attempt_log};
 use crate::pod::error::{Error, Result, sys};
@@ -86,7 +86,6 @@ impl Monitor {
         };
         let log_path = attempt_log(&rec.log_path, attempt);
         let log = LogWriter::open(&log_path, crate::pod::logs::MAX_SIZE)?;
-        let oom_before = crate::pod::cgroup::oom_kills(&rec.cgroup);
         let io = Stdio::new(id, &rec)?;
         let (res_r, res_w) = pipe()?;
         let worker = match crate::linux::sys::fork_with_flags(0, None).map_err(|e| Error::Io {
@@ -125,9 +124,13 @@ impl Monitor {
             ..Default::default()
         };
         let result = match serde_json::from_str::<WorkerResult>(&text) {
-            Ok(WorkerResult::Started { pid }) => {
+            Ok(WorkerResult::Started { pid, oom_kills }) => {
                 status.state = ContainerState::Running;
                 status.pid = pid;
+                status.pid_start = crate::linux::proc::stat(pid).map_or(0, |s| s.start_time);
+                // the baseline of this attempt's cgroup (made anew by the worker), not the
+                // previous attempt's: each OOM kill of each attempt reads OOMKilled
+                status.oom_base = oom_kills;
                 status.started_at = Some(now);
                 Ok(pid)
             }
@@ -154,21 +157,28 @@ impl Monitor {
         let ok = result.is_ok();
         let mut c = Ctr::new(rec, status);
         c.log = Some(log);
-        c.oom_before = oom_before;
         c.started = ok.then(Instant::now);
         c.input = stdin.map(|(_, w)| w);
         if ok {
-            let copies = master
-                .as_ref()
-                .and_then(|m| Some((m.try_clone().ok()?, m.try_clone().ok()?)));
-            match (master, copies) {
-                // with a terminal the master carries the output (as stdout) and the input
-                (Some(m), Some((i, t))) => {
-                    c.pipes = vec![Pipe::new(m, "stdout")];
-                    c.input = Some(i);
-                    c.tty = Some(t);
-                }
-                _ => c.pipes = vec![Pipe::new(out.0, "stdout"), Pipe::new(err.0, "stderr")],
+            let mut ends = match master {
+                Some(m) => vec![(End::Tty, m)],
+                None => vec![(End::Stdout, out.0), (End::Stderr, err.0)],
+            };
+            if let Some(i) = c.input.take() {
+                ends.push((End::Stdin, i));
+            }
+            c.set_stdio(ends);
+            // the keeper holds a copy: a monitor killed now leaves the pipes with a reader
+            let held: Vec<(End, std::os::fd::BorrowedFd<'_>)> = c.stdio_ends();
+            let (kinds, fds): (Vec<End>, Vec<_>) = held.into_iter().unzip();
+            let msg = ToKeeper::Hold {
+                id: id.to_string(),
+                ends: kinds,
+            };
+            if let Some(k) = &self.keeper
+                && super::keeper::send(k, &msg, &fds).is_err()
+            {
+                eprintln!("berth pod monitor: the keeper is gone");
             }
         }
         self.ctrs.insert(id.to_string(), c);
@@ -192,7 +202,7 @@ impl Monitor {
         let rt = crate::oci::Runtime::new(self.dir.oci_root())
             .with_seccomp_cache(self.dir.seccomp_cache());
         let _ = rt.delete(id, true);
-        let r: std::result::Result<i32, Error> = (|| {
+        let r: std::result::Result<(i32, u64), Error> = (|| {
             // a restart starts from the image again, with a fresh writable layer
             if attempt > 0 {
                 crate::image::bundle::reset_rootfs(&rec.bundle)
@@ -204,14 +214,15 @@ impl Monitor {
                 ..Default::default()
             };
             let c = rt.create(id, &opts)?;
+            let oom_kills = crate::pod::cgroup::oom_kills(&rec.cgroup);
             if let Err(e) = rt.start(id) {
                 let _ = rt.delete(id, true);
                 return Err(e.into());
             }
-            Ok(c.pid)
+            Ok((c.pid, oom_kills))
         })();
         let report = match r {
-            Ok(pid) => WorkerResult::Started { pid },
+            Ok((pid, oom_kills)) => WorkerResult::Started { pid, oom_kills },
             Err(e) => WorkerResult::Failed {
                 kind: e.kind(),
                 message: e.to_string(),

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::container::ContainerInfo;
-use super::error::{Error, Result, io};
+use super::error::{Error, Result};
 use super::net::{cni, netns};
 use super::store::{ContainerRecord, PodRecord, read_json, read_record};
 use super::{Runtime, is_id};
@@ -32,14 +32,6 @@ pub struct PodStatus {
     pub monitor_pid: Option<i32>,
 }
 
-/// Create `<dir>/creating` and hold a lock on it until the guard drops: a creation in
-/// progress. [`abandoned`] tells one whose creator died.
-pub(crate) fn creation_marker(path: &Path) -> Result<nix::fcntl::Flock<fs::File>> {
-    let f = fs::File::create(path).map_err(io("mark the object as being created"))?;
-    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock)
-        .map_err(|(_, e)| super::error::sys("lock the creation marker")(e))
-}
-
 /// Is there a creation marker at `path` whose creator is gone (it is not locked)?
 pub(crate) fn abandoned(path: &Path) -> bool {
     let Ok(f) = fs::File::open(path) else {
@@ -49,13 +41,23 @@ pub(crate) fn abandoned(path: &Path) -> bool {
 }
 
 impl Runtime {
+    /// A pod's record as readers see it: NotReady while it is being removed.
+    fn read_pod(&self, id: &str) -> Result<PodRecord> {
+        let dir = self.pod_dir(id);
+        let mut r: PodRecord = read_record(&dir.record())?;
+        if dir.removing().exists() {
+            r.state = super::store::PodState::NotReady;
+        }
+        Ok(r)
+    }
+
     /// Every pod.
     pub fn list_pods(&self) -> Result<Vec<PodRecord>> {
         let mut out: Vec<PodRecord> = self
             .store
             .pod_ids()
             .iter()
-            .filter_map(|id| read_record::<PodRecord>(&self.pod_dir(id).record()).ok())
+            .filter_map(|id| self.read_pod(id).ok())
             .collect();
         out.sort_by(|a, b| a.created.cmp(&b.created));
         Ok(out)
@@ -65,7 +67,7 @@ impl Runtime {
     pub fn find_pod(&self, key: &str) -> Result<PodRecord> {
         // an exact ID reads one record, not every pod's
         if is_id(key) {
-            match read_record::<PodRecord>(&self.pod_dir(key).record()) {
+            match self.read_pod(key) {
                 Ok(r) => return Ok(r),
                 Err(Error::NotFound(_)) => {}
                 Err(e) => return Err(e),
@@ -101,6 +103,10 @@ impl Runtime {
     /// The status of a pod whose record is at hand.
     pub(crate) fn status_of(&self, rec: PodRecord) -> Result<PodStatus> {
         let dir = self.pod_dir(&rec.id);
+        let mut monitor_pid = super::monitor::pid(&dir);
+        if monitor_pid.is_none() && self.replace_lost_monitor(&rec)? {
+            monitor_pid = super::monitor::pid(&dir);
+        }
         let mut containers = Vec::new();
         for id in dir.container_ids() {
             let cdir = dir.container(&id);
@@ -108,7 +114,7 @@ impl Runtime {
             let Ok(r) = read_record::<ContainerRecord>(&cdir.record()) else {
                 continue;
             };
-            let status = cdir.read_status(&r.created)?;
+            let status = settled_status(&cdir, &r)?;
             containers.push(ContainerInfo { record: r, status });
         }
         containers.sort_by(|a, b| a.record.created.cmp(&b.record.created));
@@ -123,7 +129,7 @@ impl Runtime {
             }
         }
         Ok(PodStatus {
-            monitor_pid: super::monitor::pid(&dir),
+            monitor_pid,
             record: rec,
             containers,
             namespaces,
@@ -158,4 +164,34 @@ impl Runtime {
             .map(PathBuf::from)
             .collect()
     }
+}
+
+/// A container's status as the kernel has it: one recorded Running whose init is gone (its
+/// monitor has not written the exit yet) is read again until the monitor has (a few
+/// milliseconds), and reported exited with the reason `Unknown` if it does not.
+fn settled_status(
+    cdir: &super::store::CtrDir,
+    rec: &ContainerRecord,
+) -> Result<super::store::ContainerStatus> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let mut s = cdir.read_status(&rec.created)?;
+        if s.state != super::store::ContainerState::Running || init_running(s.pid, s.pid_start) {
+            return Ok(s);
+        }
+        if std::time::Instant::now() >= deadline {
+            s.state = super::store::ContainerState::Exited;
+            s.exit_code = Some(255);
+            s.reason = Some("Unknown".into());
+            s.message = Some("its init is gone and no exit was recorded".into());
+            return Ok(s);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+/// Is `pid` the running (not zombie) process that started at `start` (0: any)?
+pub(crate) fn init_running(pid: i32, start: u64) -> bool {
+    crate::linux::proc::stat(pid)
+        .is_some_and(|p| p.state != 'Z' && (start == 0 || p.start_time == start))
 }

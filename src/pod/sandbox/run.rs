@@ -7,6 +7,7 @@ use std::path::Path;
 
 use crate::pod::config::{DnsConfig, PodConfig, VolumeSource};
 use crate::pod::error::{Error, Result, io};
+use crate::pod::inflight::Op;
 use crate::pod::net::{self, cni, netns};
 use crate::pod::store::{self, PodDir, PodRecord, PodState, write_json};
 use crate::pod::{Runtime, cgroup, monitor};
@@ -16,6 +17,22 @@ impl Runtime {
     /// Create a pod: namespaces, cgroup, files, volumes, network, monitor. `supervised`: the
     /// monitor runs init containers and restarts (CLI pods); otherwise the caller drives.
     pub fn run_pod_sandbox(&self, cfg: &PodConfig, supervised: bool) -> Result<String> {
+        let id = store::new_id();
+        // in flight until done: if this process is killed, the next berth rolls it back
+        let marker = self.begin(&Op::CreatePod(id.clone()))?;
+        let r = self.create_sandbox(&id, cfg, supervised);
+        marker.done();
+        r
+    }
+
+    /// The sandbox `id`'s creation, under a marker its caller holds (`pod run` holds one over
+    /// the whole pod, containers included).
+    pub(crate) fn create_sandbox(
+        &self,
+        id: &str,
+        cfg: &PodConfig,
+        supervised: bool,
+    ) -> Result<String> {
         let mut cfg = cfg.clone();
         let given_uid = !cfg.uid.is_empty();
         if !given_uid {
@@ -43,17 +60,15 @@ impl Runtime {
                 format!("pod {}/{}", cfg.namespace, cfg.name),
             )
         };
-        let reservation = self.reserve_name(&key, &what)?;
+        let id = id.to_string();
         let mut undo = Undo::new();
-        let r = reservation.clone();
-        undo.push("release the pod's name", move || {
-            fs::remove_file(&r).map_err(|e| e.to_string())
+        let made = self.reserve_name(&key, &what, &id).and_then(|reservation| {
+            undo.push("release the pod's name", move || {
+                fs::remove_file(&reservation).map_err(|e| e.to_string())
+            });
+            crate::fault::point("pod-create:named");
+            self.sandbox_steps(&id, &self.pod_dir(&id), &cfg, supervised, &mut undo)
         });
-        let id = store::new_id();
-        let dir = self.pod_dir(&id);
-        let made = fs::write(&reservation, &id)
-            .map_err(io("record the pod's name"))
-            .and_then(|_| self.sandbox_steps(&id, &dir, &cfg, supervised, &mut undo));
         match made {
             Ok(()) => {
                 undo.commit();
@@ -81,9 +96,6 @@ impl Runtime {
         undo.push(format!("remove {}", d.display()), move || {
             fs::remove_dir_all(&d).map_err(|e| e.to_string())
         });
-        // held (locked) while this call runs and removed when the pod is complete: `recover`
-        // rolls back a pod whose marker is there but unlocked (its creator died)
-        let _creating = super::creation_marker(&dir.creating())?;
         for d in [dir.containers(), dir.volumes(), dir.shm()] {
             fs::create_dir_all(&d).map_err(io(format!("create {}", d.display())))?;
         }
@@ -104,6 +116,7 @@ impl Runtime {
             netns::remove(&d).map_err(|e| e.to_string())
         });
         netns::create(&dir.0, &spec)?;
+        crate::fault::point("pod-create:namespaces");
         // 2. the network, in a thread of its own: the CNI plugins are most of a pod's start
         //    on a bridge, and the steps up to the monitor do not need the pod's address
         std::thread::scope(|scope| {
@@ -117,6 +130,7 @@ impl Runtime {
                         .unwrap_or_else(|_| Err(Error::Internal("the CNI thread panicked".into())))
                 })
                 .transpose();
+            crate::fault::point("pod-create:network");
             if let Ok(Some(c)) = &cached {
                 let (paths, c) = (self.opts.cni.clone(), c.clone());
                 undo.push("take the pod's network down (CNI DEL)", move || {
@@ -155,6 +169,7 @@ impl Runtime {
             cgroup::remove(&c, &made).map_err(|e| e.to_string())
         });
         fs::write(dir.cgroup_created(), text).map_err(io("record the pod's cgroup"))?;
+        crate::fault::point("pod-create:cgroup");
         // /dev/shm and volumes
         mount_tmpfs(
             &dir.shm(),
@@ -210,6 +225,7 @@ impl Runtime {
             Ok(())
         });
         monitor::spawn(&self.opts.berth_binary, dir)?;
+        crate::fault::point("pod-create:monitor");
         Ok(rec)
     }
 }
@@ -245,8 +261,7 @@ fn finish(dir: &PodDir, hostname: &str, mut rec: PodRecord) -> Result<()> {
     )
     .map_err(io("write hosts"))?;
     rec.state = PodState::Ready;
-    write_json(&dir.record(), &rec)?;
-    fs::remove_file(dir.creating()).map_err(io("mark the pod as created"))
+    write_json(&dir.record(), &rec)
 }
 
 fn host_path(path: &Path, kind: &str, name: &str) -> Result<()> {

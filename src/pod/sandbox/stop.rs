@@ -19,6 +19,10 @@ impl Runtime {
             st.record.config.termination_grace_seconds,
         ));
         let dir = self.pod_dir(&st.record.id);
+        // NotReady first: a stop cut short never leaves a Ready pod without its network
+        let mut rec = st.record.clone();
+        rec.state = PodState::NotReady;
+        write_json(&dir.record(), &rec)?;
         let results: Vec<Result<()>> = std::thread::scope(|s| {
             let handles: Vec<_> = st
                 .containers
@@ -58,17 +62,21 @@ impl Runtime {
         for r in results {
             r?;
         }
-        if let Ok(cached) = read_json::<cni::Cached>(&dir.network()) {
+        // the network's result, or only its request when the ADD's creator was killed
+        for file in [dir.network(), dir.network_pending()] {
+            let Ok(cached) = read_json::<cni::Cached>(&file) else {
+                continue;
+            };
             let paths = st
                 .record
                 .cni
                 .clone()
                 .unwrap_or_else(|| self.opts.cni.clone());
+            crate::fault::point("pod-stop:before-del");
             cni::del(&paths, &cached)?;
-            let _ = fs::remove_file(dir.network());
+            crate::fault::point("pod-stop:after-del");
+            let _ = fs::remove_file(&file);
         }
-        let mut rec = st.record;
-        rec.state = PodState::NotReady;
-        write_json(&dir.record(), &rec)
+        Ok(())
     }
 }
