@@ -11,7 +11,9 @@ ROOTFS := rootfs-fixtures/build/busybox
 IMAGES := rootfs-fixtures/build/images
 DEBIAN_PACKAGES := busybox-static libseccomp-dev pkg-config runc crun hyperfine jq qemu-system-x86 cpio procps iproute2 util-linux time binutils podman conmon catatonit containerd \
 	docker-registry umoci skopeo apache2-utils zstd attr openssl musl-tools containernetworking-plugins iptables \
-	protobuf-compiler golang-go golang-google-grpc-dev golang-github-docker-spdystream-dev
+	protobuf-compiler libprotobuf-dev golang-go golang-google-grpc-dev golang-github-docker-spdystream-dev \
+	netavark aardvark-dns gcc libc6-dev
+# (installed without their recommendations: each package berth's tests use is named here)
 
 .PHONY: all setup build fixtures demo test lint unit-and-integration test-clients test-fuzz fuzz test-release test-upgrade test-cgroupv2 hot-symbols bench clean
 
@@ -22,8 +24,9 @@ setup:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "setup: installing$$missing"; \
-		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
+	@command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 	@rustup target list --installed 2>/dev/null | grep -qx $(MUSL) || rustup target add $(MUSL) || \
 		echo "setup: musl target unavailable; release builds use the host target"
 
@@ -81,10 +84,7 @@ test-clients: fixtures
 ## toolchain through RUSTC_BOOTSTRAP); test-fuzz is a short run of it
 FUZZ_SECONDS ?= 300
 fuzz: fixtures
-	@command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
-	fuzz/seed.sh
-	cd fuzz && RUSTC_BOOTSTRAP=1 BERTH_FUZZ_DIR=/run/berth-fuzz-$$$$ cargo fuzz run extract corpus/extract -- \
-		-max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096; rc=$$?; rm -rf /run/berth-fuzz-$$$$; exit $$rc
+	fuzz/run.sh $(FUZZ_SECONDS)
 
 test-fuzz:
 	$(MAKE) fuzz FUZZ_SECONDS=30
@@ -103,6 +103,7 @@ bench: build fixtures
 	tests/bench/images.sh $(RELEASE_BIN)
 	tests/bench/pods.sh $(RELEASE_BIN)
 	tests/bench/cri.sh $(RELEASE_BIN)
+	tests/bench/volumes.sh $(RELEASE_BIN)
 
 clean:
 	cargo clean

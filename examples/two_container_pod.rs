@@ -35,7 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         opts.log_root = p;
     }
     if let Some(p) = env("BERTH_CNI_CONF_DIR") {
-        opts.cni.conf_dir = p;
+        opts.cni.conf_dir = Some(p);
     }
     if let Some(p) = env("BERTH_CGROUP_PARENT") {
         opts.cgroup_parent = p.display().to_string();

@@ -24,6 +24,8 @@
 //!
 //! Pods ([`pod`]) group containers around shared namespaces, CNI and one monitor per pod;
 //! [`cri`] serves them to kubelet and crictl as the Kubernetes CRI (`berth serve`).
+//! Volumes ([`volume`]) are PersistentVolumes and claims with enforced sizes, which pods use;
+//! [`kube`] applies multi-kind Kubernetes YAML to all of them.
 //!
 //! Layers: [`oci`] (spec → plan → apply, one file per verb) uses [`linux`] (namespaces,
 //! mounts, cgroups, processes; all `unsafe` code is in [`linux::sys`]).
@@ -31,10 +33,12 @@
 pub mod cri;
 pub(crate) mod fault;
 pub mod image;
+pub mod kube;
 pub mod linux;
 pub mod oci;
 pub mod pod;
 pub mod undo;
+pub mod volume;
 
 // The embeddable surface, by layer (each module's docs show how to use it).
 pub use cri::{Config as CriConfig, serve};
@@ -42,3 +46,4 @@ pub use image::{Images, PullOptions};
 pub use oci::{CreateOptions, ExecOptions, RunOptions};
 /// The pod runtime: the library's entry point (the CRI's verbs in Rust types).
 pub use pod::{ContainerConfig, Options, PodConfig, Runtime};
+pub use volume::Volumes;

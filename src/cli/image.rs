@@ -62,7 +62,7 @@ pub enum ImageCommand {
         /// Only download; unpack later, on first use.
         #[arg(long = "no-unpack")]
         no_unpack: bool,
-        /// Print lines instead of progress bars.
+        /// Print nothing but the image's name (no progress).
         #[arg(short, long)]
         quiet: bool,
         reference: String,
@@ -115,7 +115,7 @@ pub enum ImageCommand {
 /// Run one image verb; returns the exit code.
 fn dispatch(cmd: ImageCommand, data_root: &Path, log: &Logger) -> Result<i32> {
     let images = Images::new(data_root);
-    let mut say = |line: &str| eprintln!("{line}");
+    let mut say = |line: &str| errln!("{line}");
     match cmd {
         ImageCommand::Pull {
             platform,
@@ -137,8 +137,12 @@ fn dispatch(cmd: ImageCommand, data_root: &Path, log: &Logger) -> Result<i32> {
                 bars: !quiet && std::io::stderr().is_terminal(),
                 ..Default::default()
             };
-            let name = images.pull(&reference, &opts, &mut say)?;
-            println!("{name}");
+            let name = if quiet {
+                images.pull(&reference, &opts, &mut |_| {})?
+            } else {
+                images.pull(&reference, &opts, &mut say)?
+            };
+            outln!("{name}");
         }
         ImageCommand::Import {
             name,
@@ -146,34 +150,37 @@ fn dispatch(cmd: ImageCommand, data_root: &Path, log: &Logger) -> Result<i32> {
             path,
         } => {
             for n in images.import(&path, name.as_deref(), platform.as_deref())? {
-                println!("{n}");
+                outln!("{n}");
             }
         }
         ImageCommand::Ls { format, quiet } => {
             let list = images.list()?;
             if format == "json" {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                outln!("{}", serde_json::to_string_pretty(&list)?);
             } else if quiet {
-                list.iter().for_each(|i| println!("{}", i.name));
+                list.iter().for_each(|i| outln!("{}", i.name));
             } else {
-                println!(
+                outln!(
                     "{:<50} {:<12} {:<12} {:>10}  CREATED",
-                    "NAME", "IMAGE ID", "PLATFORM", "SIZE"
+                    "NAME",
+                    "IMAGE ID",
+                    "PLATFORM",
+                    "SIZE"
                 );
                 for i in list {
-                    println!(
+                    outln!(
                         "{:<50} {:<12} {:<12} {:>10}  {}",
                         i.name,
                         i.id,
                         i.platform,
                         human(i.size),
-                        i.created
+                        ago(&i.created)
                     );
                 }
             }
         }
         ImageCommand::Inspect { reference } => {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&images.inspect(&reference)?)?
             );
@@ -182,7 +189,7 @@ fn dispatch(cmd: ImageCommand, data_root: &Path, log: &Logger) -> Result<i32> {
             anyhow::ensure!(!references.is_empty(), "image rm: name at least one image");
             for r in references {
                 let (name, pruned) = images.remove(&r)?;
-                println!("{name}");
+                outln!("{name}");
                 log.debug(&format!(
                     "freed {} ({} blobs, {} snapshots)",
                     human(pruned.bytes),
@@ -193,23 +200,23 @@ fn dispatch(cmd: ImageCommand, data_root: &Path, log: &Logger) -> Result<i32> {
         }
         ImageCommand::Prune => {
             let p = images.prune()?;
-            println!(
+            outln!(
                 "removed {} blobs and {} snapshots, {} freed",
                 p.blobs,
                 p.snapshots,
                 human(p.bytes)
             );
         }
-        ImageCommand::Tag { source, target } => println!("{}", images.tag(&source, &target)?),
+        ImageCommand::Tag { source, target } => outln!("{}", images.tag(&source, &target)?),
         ImageCommand::Df { format } => {
             let du = images.disk_usage()?;
             if format == "json" {
-                println!("{}", serde_json::to_string_pretty(&du)?);
+                outln!("{}", serde_json::to_string_pretty(&du)?);
             } else {
-                println!("{} images", du.images);
-                println!("{:<10} {:>10}", "blobs", human(du.blobs));
-                println!("{:<10} {:>10}", "snapshots", human(du.snapshots));
-                println!("{:<10} {:>10}", "ingest", human(du.ingest));
+                outln!("{} images", du.images);
+                outln!("{:<10} {:>10}", "blobs", human(du.blobs));
+                outln!("{:<10} {:>10}", "snapshots", human(du.snapshots));
+                outln!("{:<10} {:>10}", "ingest", human(du.ingest));
             }
         }
         ImageCommand::Unpack {
@@ -224,4 +231,52 @@ fn dispatch(cmd: ImageCommand, data_root: &Path, log: &Logger) -> Result<i32> {
         ImageCommand::Unmount { bundle } => images.unmount(&bundle)?,
     }
     Ok(0)
+}
+
+/// How long ago an RFC 3339 time was, as docker and podman say it ("3 days ago").
+fn ago(time: &str) -> String {
+    let Ok(t) =
+        humantime::parse_rfc3339_weak(time.trim_end_matches('Z').split('.').next().unwrap_or(""))
+    else {
+        return if time.is_empty() {
+            "-".into()
+        } else {
+            time.into()
+        };
+    };
+    let secs = std::time::SystemTime::now()
+        .duration_since(t)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (n, unit) = match secs {
+        0..60 => return "less than a minute ago".into(),
+        60..3600 => (secs / 60, "minute"),
+        3600..86400 => (secs / 3600, "hour"),
+        86400..1209600 => (secs / 86400, "day"),
+        1209600..5184000 => (secs / 604800, "week"),
+        5184000..63072000 => (secs / 2592000, "month"),
+        _ => (secs / 31536000, "year"),
+    };
+    format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ago;
+
+    #[test]
+    fn ages_as_docker_says_them() {
+        let at = |secs: u64| {
+            humantime::format_rfc3339_seconds(
+                std::time::SystemTime::now() - std::time::Duration::from_secs(secs),
+            )
+            .to_string()
+        };
+        assert_eq!(ago(&at(5)), "less than a minute ago");
+        assert_eq!(ago(&at(3 * 3600 + 5)), "3 hours ago");
+        assert_eq!(ago(&at(86400)), "1 day ago");
+        assert_eq!(ago(&at(400 * 86400)), "1 year ago");
+        assert_eq!(ago(""), "-");
+        assert!(ago("2015-10-21T07:28:00.123456789Z").ends_with("years ago"));
+    }
 }

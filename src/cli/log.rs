@@ -41,20 +41,20 @@ impl Logger {
     /// An error: always on stderr, with the word clients and test suites look for (runc
     /// prints `level=error msg=...`).
     pub fn error(&self, msg: &str) {
-        eprintln!("berth: error: {msg}");
+        errln!("berth: error: {msg}");
         self.line("error", msg);
     }
 
     /// A warning: on stderr.
     pub fn warn(&self, msg: &str) {
-        eprintln!("berth: warning: {msg}");
+        errln!("berth: warning: {msg}");
         self.line("warning", msg);
     }
 
     /// A debug message, with `--debug` only.
     pub fn debug(&self, msg: &str) {
         if self.debug {
-            eprintln!("berth: debug: {msg}");
+            errln!("berth: debug: {msg}");
             self.line("debug", msg);
         }
     }

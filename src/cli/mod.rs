@@ -1,11 +1,15 @@
 //! The `berth` command line: runc's commands and flags, so podman, containerd or a person can
 //! use berth in runc's place. Each verb is a few lines that call the library.
 
+#[macro_use]
+mod output;
 mod image;
+mod kube;
 mod log;
 mod oci;
 mod pod;
 mod serve;
+mod volume;
 
 use std::path::PathBuf;
 
@@ -135,6 +139,32 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Kubernetes objects on this node: apply, get, delete Pods, PersistentVolumes, claims and
+    /// StorageClasses from YAML (`berth kube --help`).
+    #[command(disable_help_flag = true)]
+    Kube {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// `berth kube apply` (`berth apply -f FILE`).
+    #[command(disable_help_flag = true)]
+    Apply {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// `berth kube get` (`berth get pods`).
+    #[command(disable_help_flag = true)]
+    Get {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Persistent volumes with enforced sizes: create, ls, inspect, rm, release
+    /// (`berth volume --help`).
+    #[command(disable_help_flag = true)]
+    Volume {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Serve the Kubernetes CRI (RuntimeService and ImageService) on a unix socket, for kubelet
     /// and crictl (`berth serve --help`).
     #[command(disable_help_flag = true)]
@@ -150,7 +180,7 @@ pub fn main() -> i32 {
     let logger = match Logger::new(cli.log.as_deref(), &cli.log_format, cli.debug) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!(
+            errln!(
                 "berth: error: open log {}: {e}",
                 cli.log.clone().unwrap_or_default().display()
             );
@@ -179,6 +209,10 @@ pub fn main() -> i32 {
         Command::Image { args } => image::main(&args, &cli.data_root, &logger),
         Command::Pod { args } => pod::main(&args, &cli.root, &cli.data_root, &logger),
         Command::Serve { args } => serve::main(&args, &cli.root, &cli.data_root),
+        Command::Kube { args } => kube::main(None, &args, &cli.root, &cli.data_root),
+        Command::Apply { args } => kube::main(Some("apply"), &args, &cli.root, &cli.data_root),
+        Command::Get { args } => kube::main(Some("get"), &args, &cli.root, &cli.data_root),
+        Command::Volume { args } => volume::main(&args, &cli.data_root),
         Command::Ps {
             format, id: None, ..
         } => pod::ps(&cli.root, &cli.data_root, &format).map(|_| 0),
@@ -186,6 +220,7 @@ pub fn main() -> i32 {
     };
     match result {
         Ok(code) => code,
+        Err(e) if output::broken_pipe(&e) => berth::linux::sys::die_of_sigpipe(),
         Err(e) => {
             logger.error(&format!("{e:#}"));
             1

@@ -249,7 +249,7 @@ pub fn dispatch(
         }
         Command::Start { id } => rt.start(&id)?.iter().for_each(|w| log.warn(w)),
         Command::State { id } => {
-            println!("{}", serde_json::to_string_pretty(&rt.state(&id)?)?);
+            outln!("{}", serde_json::to_string_pretty(&rt.state(&id)?)?);
         }
         Command::Kill { all, id, signal } => {
             let sig = berth::linux::signal::parse(&signal).map_err(anyhow::Error::msg)?;
@@ -282,10 +282,10 @@ pub fn dispatch(
                     id: id.clone(),
                     data: Some(rt.stats(&id)?),
                 };
-                println!("{}", serde_json::to_string(&ev)?);
+                outln!("{}", serde_json::to_string(&ev)?);
             } else {
                 rt.events(&id, interval.into(), &mut |ev| {
-                    println!("{}", serde_json::to_string(ev).unwrap_or_default());
+                    outln!("{}", serde_json::to_string(ev).unwrap_or_default());
                 })?;
             }
         }
@@ -308,7 +308,7 @@ pub fn dispatch(
                 .with_context(|| format!("write {}", path.display()))?;
         }
         Command::Features => {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&berth::oci::features::features())?
             );
@@ -316,6 +316,10 @@ pub fn dispatch(
         Command::Image { .. }
         | Command::Pod { .. }
         | Command::Serve { .. }
+        | Command::Kube { .. }
+        | Command::Apply { .. }
+        | Command::Get { .. }
+        | Command::Volume { .. }
         | Command::Ps { id: None, .. } => {
             unreachable!("image, pod and pod-ps verbs are dispatched by their own modules")
         }
@@ -438,9 +442,9 @@ fn add_caps(p: &mut Process, caps: &[String]) -> Result<()> {
 fn list(rt: &Runtime, format: &str, quiet: bool) -> Result<()> {
     let states = rt.list()?;
     if quiet {
-        states.iter().for_each(|s| println!("{}", s.id));
+        states.iter().for_each(|s| outln!("{}", s.id));
     } else if format == "json" {
-        println!("{}", serde_json::to_string(&states)?);
+        outln!("{}", serde_json::to_string(&states)?);
     } else {
         let rows: Vec<[String; 6]> = states
             .iter()
@@ -472,7 +476,7 @@ fn list(rt: &Runtime, format: &str, quiet: bool) -> Result<()> {
                 .zip(width)
                 .map(|(c, w)| format!("{c:<w$}"))
                 .collect();
-            println!("{}", line.join("   ").trim_end());
+            outln!("{}", line.join("   ").trim_end());
         }
     }
     Ok(())
@@ -481,7 +485,7 @@ fn list(rt: &Runtime, format: &str, quiet: bool) -> Result<()> {
 fn ps(rt: &Runtime, id: &str, format: &str, ps_args: &[String]) -> Result<()> {
     let pids = rt.ps(id)?;
     if format == "json" {
-        println!("{}", serde_json::to_string(&pids)?);
+        outln!("{}", serde_json::to_string(&pids)?);
         return Ok(());
     }
     let args: Vec<String> = if ps_args.is_empty() {
@@ -507,14 +511,14 @@ fn ps(rt: &Runtime, id: &str, format: &str, ps_args: &[String]) -> Result<()> {
         .split_whitespace()
         .position(|h| h == "PID")
         .context("ps output has no PID column")?;
-    println!("{header}");
+    outln!("{header}");
     for line in lines {
         let pid = line
             .split_whitespace()
             .nth(col)
             .and_then(|p| p.parse::<i32>().ok());
         if pid.is_some_and(|p| pids.contains(&p)) {
-            println!("{line}");
+            outln!("{line}");
         }
     }
     Ok(())

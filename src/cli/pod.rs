@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use berth::pod::{CniPaths, ContainerInfo, LogQuery, Options, Runtime, manifest};
+use berth::pod::{CniPaths, ContainerInfo, LogQuery, Options, Runtime};
 use clap::{Parser, Subcommand};
 
 use super::Logger;
@@ -34,14 +34,11 @@ pub struct Paths {
         default_value = "/var/log/berth/pods"
     )]
     log_root: PathBuf,
-    /// CNI network configurations (the first file is used; none: berth's default bridge).
-    #[arg(
-        long = "cni-conf-dir",
-        global = true,
-        env = "BERTH_CNI_CONF_DIR",
-        default_value = "/etc/cni/net.d"
-    )]
-    cni_conf_dir: PathBuf,
+    /// CNI network configurations (the first file is used). Without it, or with none in it,
+    /// pods use berth's default network; `/etc/cni/net.d` (kubelet's, and podman's) is read
+    /// only by `berth serve` or when given here.
+    #[arg(long = "cni-conf-dir", global = true, env = "BERTH_CNI_CONF_DIR")]
+    cni_conf_dir: Option<PathBuf>,
     /// CNI plugin directories, colon-separated.
     #[arg(
         long = "cni-plugin-dirs",
@@ -94,6 +91,13 @@ enum PodCommand {
         /// Registries to speak plain HTTP to.
         #[arg(long = "insecure-registry")]
         insecure: Vec<String>,
+        /// How long to wait for the pod to start: every init container exited 0 and every
+        /// other container's program running; a failure before that ends with its reason.
+        #[arg(long, default_value = "60s")]
+        timeout: humantime::Duration,
+        /// Do not wait for the pod to start: print its ID once it is made.
+        #[arg(short, long)]
+        detach: bool,
         file: PathBuf,
     },
     /// List pods.
@@ -163,13 +167,24 @@ enum PodCommand {
     },
 }
 
-fn runtime(
+pub(super) fn runtime(
     root: &Path,
     data_root: &Path,
     p: &Paths,
     backoff: Option<Duration>,
     insecure: Vec<String>,
 ) -> Runtime {
+    made(options(root, data_root, p, backoff, insecure))
+}
+
+/// The pod runtime's options from the command line.
+pub(super) fn options(
+    root: &Path,
+    data_root: &Path,
+    p: &Paths,
+    backoff: Option<Duration>,
+    insecure: Vec<String>,
+) -> Options {
     let mut o = Options {
         root: root.to_path_buf(),
         data_root: p
@@ -197,10 +212,15 @@ fn runtime(
     }
     o.pull.insecure = insecure;
     o.pull.bars = std::io::stderr().is_terminal();
+    o
+}
+
+/// The pod runtime, after what a killed berth left half done is rolled back (or finished).
+pub(super) fn made(o: Options) -> Runtime {
+    let volumes = berth::volume::Volumes::new(&o.data_root);
     let rt = Runtime::new(o);
-    // what a killed berth left half done is rolled back (or finished) before anything else
-    for what in rt.repair() {
-        eprintln!("berth: warning: {what}");
+    for what in rt.repair().into_iter().chain(volumes.repair()) {
+        errln!("berth: warning: {what}");
     }
     rt
 }
@@ -220,25 +240,39 @@ pub fn main(args: &[String], root: &Path, data_root: &Path, log: &Logger) -> Res
         PodCommand::Run {
             restart_backoff,
             insecure,
+            timeout,
+            detach,
             file,
         } => {
-            let rt = runtime(
+            let mut o = options(
                 root,
                 data_root,
                 &cli.paths,
                 Some(restart_backoff.into()),
                 insecure,
             );
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("read {}", file.display()))?;
-            let pods = manifest::parse(&text).with_context(|| file.display().to_string())?;
-            for m in &pods {
-                let what = format!("pod {}/{}", m.pod.namespace, m.pod.name);
-                let id = rt
-                    .run_pod(m, &mut |l| eprintln!("{l}"))
-                    .map_err(|e| naming(e, &what))?;
-                println!("{id}");
-            }
+            o.bind_timeout = timeout.into();
+            let rt = made(o);
+            // the kinds `kube apply` takes; a pod of a name that exists is refused, and the
+            // IDs of the pods made are printed (before waiting for them to start)
+            let docs = super::kube::read_docs(&file)?;
+            let vols = berth::volume::Volumes::new(&rt.options().data_root);
+            let opts = berth::kube::ApplyOptions {
+                timeout: timeout.into(),
+                detach,
+                pods_must_be_new: true,
+            };
+            berth::kube::apply(
+                &rt,
+                &vols,
+                &docs,
+                &opts,
+                &mut |l| errln!("{l}"),
+                &mut |o| match &o.pod_id {
+                    Some(id) => outln!("{id}"),
+                    None => errln!("{} {}", o.what, o.applied),
+                },
+            )?;
         }
         PodCommand::Ls { format, quiet } => {
             let rt = runtime(root, data_root, &cli.paths, None, vec![]);
@@ -248,13 +282,18 @@ pub fn main(args: &[String], root: &Path, data_root: &Path, log: &Logger) -> Res
                     .iter()
                     .filter_map(|p| rt.pod_status(&p.id).ok())
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&st)?);
+                outln!("{}", serde_json::to_string_pretty(&st)?);
             } else if quiet {
-                pods.iter().for_each(|p| println!("{}", p.id));
+                pods.iter().for_each(|p| outln!("{}", p.id));
             } else {
-                println!(
+                outln!(
                     "{:<14} {:<24} {:<12} {:<9} {:<16} {:>10}  CREATED",
-                    "POD ID", "NAME", "NAMESPACE", "STATE", "IP", "CONTAINERS"
+                    "POD ID",
+                    "NAME",
+                    "NAMESPACE",
+                    "STATE",
+                    "IP",
+                    "CONTAINERS"
                 );
                 for p in pods {
                     let st = rt.pod_status(&p.id).ok();
@@ -271,7 +310,7 @@ pub fn main(args: &[String], root: &Path, data_root: &Path, log: &Logger) -> Res
                             )
                         })
                         .unwrap_or((0, 0));
-                    println!(
+                    outln!(
                         "{:<14} {:<24} {:<12} {:<9} {:<16} {:>10}  {}",
                         &p.id[..12],
                         p.config.name,
@@ -293,7 +332,7 @@ pub fn main(args: &[String], root: &Path, data_root: &Path, log: &Logger) -> Res
         }
         PodCommand::Inspect { pod } => {
             let rt = runtime(root, data_root, &cli.paths, None, vec![]);
-            println!("{}", serde_json::to_string_pretty(&rt.pod_status(&pod)?)?);
+            outln!("{}", serde_json::to_string_pretty(&rt.pod_status(&pod)?)?);
         }
         PodCommand::Stop { time, pods } => {
             let rt = runtime(root, data_root, &cli.paths, None, vec![]);
@@ -302,7 +341,7 @@ pub fn main(args: &[String], root: &Path, data_root: &Path, log: &Logger) -> Res
             }
             for p in pods {
                 rt.stop_pod_sandbox(&p, time.map(Duration::from_secs))?;
-                println!("{p}");
+                outln!("{p}");
             }
         }
         PodCommand::Rm { force, pods } => {
@@ -312,7 +351,7 @@ pub fn main(args: &[String], root: &Path, data_root: &Path, log: &Logger) -> Res
             }
             for p in pods {
                 rt.remove_pod_sandbox(&p, force)?;
-                println!("{p}");
+                outln!("{p}");
             }
         }
         PodCommand::Logs {
@@ -339,6 +378,9 @@ pub fn main(args: &[String], root: &Path, data_root: &Path, log: &Logger) -> Res
                 tail,
                 timestamps,
             };
+            if follow {
+                super::output::end_when_reader_goes();
+            }
             rt.logs(&c.record.id, &q, follow, &mut std::io::stdout().lock())?;
         }
         PodCommand::Exec {
@@ -354,11 +396,10 @@ pub fn main(args: &[String], root: &Path, data_root: &Path, log: &Logger) -> Res
         }
         PodCommand::Events { interval } => {
             let rt = runtime(root, data_root, &cli.paths, None, vec![]);
+            // a reader that went away ends it (output.rs)
+            super::output::end_when_reader_goes();
             rt.events(interval.into(), &|| false, &mut |e| {
-                use std::io::Write;
-                let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "{}", serde_json::to_string(e).unwrap_or_default());
-                let _ = out.flush();
+                outln!("{}", serde_json::to_string(e).unwrap_or_default())
             })?;
         }
         PodCommand::Stats { format, pod } => {
@@ -389,16 +430,24 @@ pub fn main(args: &[String], root: &Path, data_root: &Path, log: &Logger) -> Res
             }
             if format == "json" {
                 let v: Vec<_> = rows.iter().map(|(p, n, id, s)| serde_json::json!({"pod": p, "container": n, "id": id, "stats": s})).collect();
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                outln!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                println!(
+                outln!(
                     "{:<20} {:<20} {:>14} {:>14} {:>6}",
-                    "POD", "CONTAINER", "CPU (ns)", "MEMORY", "PIDS"
+                    "POD",
+                    "CONTAINER",
+                    "CPU (ns)",
+                    "MEMORY",
+                    "PIDS"
                 );
                 for (p, n, _, s) in rows {
-                    println!(
+                    outln!(
                         "{:<20} {:<20} {:>14} {:>14} {:>6}",
-                        p, n, s.cpu.usage.total, s.memory.usage.usage, s.pids.current
+                        p,
+                        n,
+                        s.cpu.usage.total,
+                        s.memory.usage.usage,
+                        s.pids.current
                     );
                 }
             }
@@ -441,15 +490,20 @@ pub fn ps(root: &Path, data_root: &Path, format: &str) -> Result<()> {
             .iter()
             .map(|(p, c)| serde_json::json!({"pod": p.config.name, "pod_id": p.id, "container": c}))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    println!(
+    outln!(
         "{:<14} {:<20} {:<30} {:<8} {:>5} {:>8}  POD",
-        "CONTAINER ID", "NAME", "IMAGE", "STATE", "EXIT", "RESTARTS"
+        "CONTAINER ID",
+        "NAME",
+        "IMAGE",
+        "STATE",
+        "EXIT",
+        "RESTARTS"
     );
     for (p, c) in all {
-        println!(
+        outln!(
             "{:<14} {:<20} {:<30} {:<8} {:>5} {:>8}  {}",
             &c.record.id[..12],
             c.record.config.name,
@@ -475,14 +529,5 @@ impl Paths {
             p: Paths,
         }
         Only::parse_from(["berth"]).p
-    }
-}
-
-/// The error, with `what` in front unless its text already names it.
-fn naming(e: berth::pod::Error, what: &str) -> anyhow::Error {
-    if e.to_string().contains(what) {
-        anyhow::Error::from(e)
-    } else {
-        anyhow::Error::from(e).context(what.to_string())
     }
 }

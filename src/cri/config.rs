@@ -82,7 +82,8 @@ impl Default for Cni {
     fn default() -> Self {
         let d = crate::pod::net::cni::CniPaths::default();
         Cni {
-            conf_dir: d.conf_dir,
+            // kubelet's convention (the CLI's pods use berth's default network instead)
+            conf_dir: crate::pod::net::cni::KUBELET_CONF_DIR.into(),
             plugin_dirs: d.plugin_dirs,
             ipam_dir: d.ipam_dir,
             default_bridge: d.default_bridge,
@@ -196,7 +197,7 @@ impl Config {
             data_root: self.data_root.clone(),
             log_root: self.log_root.clone(),
             cni: crate::pod::net::cni::CniPaths {
-                conf_dir: self.cni.conf_dir.clone(),
+                conf_dir: Some(self.cni.conf_dir.clone()),
                 plugin_dirs: self.cni.plugin_dirs.clone(),
                 ipam_dir: self.cni.ipam_dir.clone(),
                 default_bridge: self.cni.default_bridge.clone(),

@@ -214,9 +214,16 @@ fn read_images(
         let index = read_index(&path.join("index.json"))?;
         return import_index(store, &Source::Dir(path), &index, name, platform);
     }
-    let f = fs::File::open(path).map_err(|err| Error::Io {
+    let mut f = fs::File::open(path).map_err(|err| Error::Io {
         step: format!("open {}", path.display()),
         err,
+    })?;
+    not_a_tar(&mut f).map_or(Ok(()), |what| {
+        Err(Error::Invalid(format!(
+            "{}: not an image archive (an oci-archive or docker-archive tar, or an OCI layout \
+             directory): {what}",
+            path.display()
+        )))
     })?;
     let mut archive = tar::Archive::new(f);
     // path in the archive → (digest, size), for docker archives
@@ -225,9 +232,15 @@ fn read_images(
     let entries = archive
         .entries()
         .map_err(|e| Error::Invalid(format!("{}: not a tar archive: {e}", path.display())))?;
-    for e in entries {
-        let mut e =
-            e.map_err(|e| Error::Invalid(format!("{}: malformed tar: {e}", path.display())))?;
+    for (n, e) in entries.enumerate() {
+        // (the tar crate's message may quote the bytes it read: not repeated here)
+        let mut e = e.map_err(|_| {
+            Error::Invalid(format!(
+                "{}: malformed tar: entry {} is not a valid tar header",
+                path.display(),
+                n + 1
+            ))
+        })?;
         if !e.header().entry_type().is_file() {
             continue;
         }
@@ -356,4 +369,58 @@ fn read_index(p: &Path) -> Result<ImageIndex> {
         err,
     })?;
     serde_json::from_slice(&b).map_err(|e| Error::Invalid(format!("{}: {e}", p.display())))
+}
+
+/// Why a file is not a tar archive, from its first block (None: it looks like one). The file
+/// is left at its start.
+fn not_a_tar(f: &mut fs::File) -> Option<String> {
+    use std::io::{Read, Seek};
+    let mut head = [0u8; 512];
+    let mut n = 0;
+    while n < head.len() {
+        match f.read(&mut head[n..]) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k,
+        }
+    }
+    let _ = f.rewind();
+    let what = match &head[..n] {
+        [] => "the file is empty",
+        [0x1f, 0x8b, ..] => "it is gzip-compressed (decompress it first)",
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => "it is zstd-compressed (decompress it first)",
+        [b'{', ..] | [b'[', ..] => "it looks like JSON",
+        h if h.len() < 512 => "it is shorter than one tar block",
+        h if !tar_checksum_ok(h) => {
+            if h.iter()
+                .all(|b| b.is_ascii() && (*b >= 0x20 || b"\t\r\n".contains(b)))
+            {
+                "it looks like text"
+            } else {
+                "it has no tar header"
+            }
+        }
+        _ => return None,
+    };
+    Some(what.into())
+}
+
+/// Does a 512-byte block carry a valid tar header checksum?
+fn tar_checksum_ok(h: &[u8]) -> bool {
+    let field = String::from_utf8_lossy(&h[148..156]);
+    let Ok(want) = u32::from_str_radix(field.trim_matches(|c: char| c == '\0' || c == ' '), 8)
+    else {
+        return false;
+    };
+    let sum: u32 = h
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u32::from(*b)
+            }
+        })
+        .sum();
+    sum == want
 }

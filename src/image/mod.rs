@@ -49,7 +49,10 @@ pub struct ImageSummary {
     pub digest: String,
     pub platform: String,
     pub size: u64,
+    /// When the image was built (its config's `created`; empty if it has none).
     pub created: String,
+    /// When it was pulled or imported here.
+    pub pulled: String,
 }
 
 /// `image df`.
@@ -129,9 +132,20 @@ impl Images {
                 digest: rec.manifest.clone(),
                 platform: rec.platform.clone(),
                 size: rec.size,
-                created: rec.created.clone(),
+                created: self.built(&rec.config),
+                pulled: rec.created.clone(),
             })
             .collect())
+    }
+
+    /// The `created` time of an image's config (empty if absent or unreadable).
+    fn built(&self, config: &str) -> String {
+        self.store
+            .read_blob(config)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["created"].as_str().map(String::from))
+            .unwrap_or_default()
     }
 
     /// The manifest and config of an image.

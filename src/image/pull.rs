@@ -317,7 +317,7 @@ pub fn pull(
             });
         }
         drop(tx);
-        let mut view = Progress::new(opts.bars, layers);
+        let mut view = Progress::new(opts.bars, layers, &already);
         for ev in rx {
             match ev {
                 Event::Failed(e) => {
@@ -333,9 +333,10 @@ pub fn pull(
         return Err(e);
     }
     let secs = started.elapsed().as_secs_f64();
+    // the image ID `image ls` shows: the config's digest
     report(&format!(
-        "pulled {name} ({}) in {secs:.2} s: {} downloaded",
-        short(&mdigest),
+        "pulled {name} (image ID {}) in {secs:.2} s: {} downloaded",
+        short(manifest.config().digest().as_ref()),
         human(
             layers
                 .iter()
@@ -382,7 +383,9 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(bars: bool, layers: &[Descriptor]) -> Progress {
+    /// Bars (or lines) for `layers`; those `already` in the store show as present, so that
+    /// the bars add up to the header's "N to download".
+    fn new(bars: bool, layers: &[Descriptor], already: &[bool]) -> Progress {
         let names: Vec<String> = layers
             .iter()
             .map(|l| short(l.digest().as_ref()).to_string())
@@ -398,11 +401,17 @@ impl Progress {
             let pbs = layers
                 .iter()
                 .zip(&names)
-                .map(|(l, n)| {
+                .zip(already)
+                .map(|((l, n), have)| {
                     let pb = mp.add(indicatif::ProgressBar::new(l.size()));
                     pb.set_style(style.clone());
                     pb.set_prefix(n.clone());
-                    pb.set_message("waiting");
+                    if *have {
+                        pb.set_position(l.size());
+                        pb.finish_with_message("already present");
+                    } else {
+                        pb.set_message("waiting");
+                    }
                     pb
                 })
                 .collect();

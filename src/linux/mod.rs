@@ -8,6 +8,7 @@ pub mod cgroup;
 pub mod channel;
 pub mod console;
 pub mod fs;
+pub mod loopdev;
 pub mod mount;
 pub mod mountinfo;
 pub mod proc;

@@ -182,6 +182,17 @@ pub fn cloexec_from(first: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// End this process as a writer whose reader went away ends by default: killed by SIGPIPE
+/// (status 141 to a shell), quietly, as coreutils do.
+pub fn die_of_sigpipe() -> ! {
+    // SAFETY: restoring the default disposition of SIGPIPE and raising it; no handler runs.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::raise(libc::SIGPIPE);
+    }
+    exit_now(128 + libc::SIGPIPE)
+}
+
 /// Close every fd from 3 upwards that this process inherited (a long-lived process started
 /// by berth must not keep its starter's files, such as an operation's lock, open). Call it
 /// first thing, before this process opens anything of its own.
@@ -972,4 +983,125 @@ pub fn delete_bridge(name: &str) -> io::Result<bool> {
         };
     }
     Ok(true)
+}
+
+// linux/loop.h
+const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
+const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
+const LOOP_CLR_FD: libc::c_ulong = 0x4C01;
+/// The loop device goes when its last user (a mount) does.
+pub const LO_FLAGS_AUTOCLEAR: u32 = 4;
+
+/// `struct loop_info64`.
+#[repr(C)]
+struct LoopInfo64 {
+    device: u64,
+    inode: u64,
+    rdevice: u64,
+    offset: u64,
+    sizelimit: u64,
+    number: u32,
+    encrypt_type: u32,
+    encrypt_key_size: u32,
+    flags: u32,
+    file_name: [u8; 64],
+    crypt_name: [u8; 64],
+    encrypt_key: [u8; 32],
+    init: [u64; 2],
+}
+
+/// `struct loop_config`.
+#[repr(C)]
+struct LoopConfig {
+    fd: u32,
+    block_size: u32,
+    info: LoopInfo64,
+    reserved: [u64; 8],
+}
+
+/// The number of a free loop device (`LOOP_CTL_GET_FREE` on `/dev/loop-control`; the kernel
+/// makes one if none is free).
+pub fn loop_get_free(control: BorrowedFd<'_>) -> io::Result<u32> {
+    // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a number.
+    let n = unsafe { libc::ioctl(control.as_raw_fd(), LOOP_CTL_GET_FREE as _) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as u32)
+}
+
+/// Back the loop device `dev` by `file` in one `LOOP_CONFIGURE` (Linux 5.8), with `flags`
+/// (`LO_FLAGS_*`) and `name` recorded as its file name.
+pub fn loop_configure(
+    dev: BorrowedFd<'_>,
+    file: BorrowedFd<'_>,
+    flags: u32,
+    name: &[u8],
+) -> io::Result<()> {
+    let mut file_name = [0u8; 64];
+    let n = name.len().min(63);
+    file_name[..n].copy_from_slice(&name[..n]);
+    let cfg = LoopConfig {
+        fd: file.as_raw_fd() as u32,
+        block_size: 0,
+        info: LoopInfo64 {
+            device: 0,
+            inode: 0,
+            rdevice: 0,
+            offset: 0,
+            sizelimit: 0,
+            number: 0,
+            encrypt_type: 0,
+            encrypt_key_size: 0,
+            flags,
+            file_name,
+            crypt_name: [0; 64],
+            encrypt_key: [0; 32],
+            init: [0; 2],
+        },
+        reserved: [0; 8],
+    };
+    // SAFETY: LOOP_CONFIGURE reads a `struct loop_config`, which `cfg` is laid out as
+    // (repr(C), the kernel's field order and sizes) and which outlives the call.
+    if unsafe {
+        libc::ioctl(
+            dev.as_raw_fd(),
+            LOOP_CONFIGURE as _,
+            &cfg as *const LoopConfig,
+        )
+    } < 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Detach a loop device from its file (`LOOP_CLR_FD`).
+pub fn loop_clear(dev: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: LOOP_CLR_FD takes no argument.
+    if unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_CLR_FD as _, 0) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Handle `sig` with a handler that does nothing, without SA_RESTART: a blocking system call
+/// the signal interrupts fails with EINTR (for tests of EINTR handling).
+pub fn interrupting_handler(sig: libc::c_int) {
+    extern "C" fn nothing(_: libc::c_int) {}
+    // SAFETY: the handler does nothing, so it is async-signal-safe; the sigaction struct is
+    // zeroed (no flags: no SA_RESTART) apart from the handler.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = nothing as *const () as usize;
+        libc::sigaction(sig, &sa, std::ptr::null_mut());
+    }
+}
+
+/// Send `sig` to one thread of this process.
+pub fn signal_thread(thread: libc::pthread_t, sig: libc::c_int) {
+    // SAFETY: `thread` is a live thread of this process (its JoinHandle is held).
+    unsafe {
+        libc::pthread_kill(thread, sig);
+    }
 }

@@ -92,6 +92,15 @@ pub enum VolumeSource {
     },
     /// A host path; `kind` is Kubernetes' hostPath type ("" for no check).
     HostPath { path: PathBuf, kind: String },
+    /// A PersistentVolumeClaim of the pod's namespace (`berth::volume`); `path` is where its
+    /// volume is on the host, set when the pod is made; `read_only` makes every mount of it
+    /// read-only, recursively.
+    Claim {
+        claim: String,
+        read_only: bool,
+        #[serde(default)]
+        path: Option<PathBuf>,
+    },
 }
 
 /// cgroup limits of a container or a pod.

@@ -32,6 +32,8 @@ pub enum Error {
     #[error(transparent)]
     Image(#[from] crate::image::Error),
     #[error(transparent)]
+    Volume(#[from] crate::volume::Error),
+    #[error(transparent)]
     Oci(#[from] crate::oci::Error),
     #[error(transparent)]
     Sys(#[from] crate::linux::SysError),
@@ -60,19 +62,27 @@ pub enum ErrorKind {
 }
 
 impl Error {
+    /// Did writing to a reader that went away fail (`berth pod logs | head`)?
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, Error::Io { err, .. } if err.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+
     /// The kind of this error.
     pub fn kind(&self) -> ErrorKind {
         use crate::oci::Error as O;
         match self {
-            Error::NotFound(_) | Error::Image(crate::image::Error::NotFound(_)) => {
-                ErrorKind::NotFound
-            }
+            Error::NotFound(_)
+            | Error::Image(crate::image::Error::NotFound(_))
+            | Error::Volume(crate::volume::Error::NotFound(_)) => ErrorKind::NotFound,
             Error::Oci(O::NotFound(_)) => ErrorKind::NotFound,
             Error::AlreadyExists(_) | Error::Oci(O::AlreadyExists(_)) => ErrorKind::AlreadyExists,
-            Error::Precondition(_) | Error::Oci(O::State { .. }) => ErrorKind::Precondition,
+            Error::Precondition(_)
+            | Error::Oci(O::State { .. })
+            | Error::Volume(crate::volume::Error::Precondition(_)) => ErrorKind::Precondition,
             Error::Invalid(_)
             | Error::Manifest(_)
             | Error::Image(crate::image::Error::Invalid(_))
+            | Error::Volume(crate::volume::Error::Invalid(_))
             | Error::Oci(O::Spec { .. } | O::InvalidId(_) | O::Invalid(_)) => ErrorKind::Invalid,
             Error::Timeout(_) => ErrorKind::Timeout,
             Error::Rollback { error, .. } => error.kind(),

@@ -236,16 +236,18 @@ pub fn follow(
                     .filter(|l| !l.is_empty())
                 {
                     if let Some(rec) = parse_record(line) {
+                        // a reader that went away ends the follow
                         if q.timestamps {
-                            let _ = out.write_all(format!("{} ", rec.time).as_bytes());
+                            out.write_all(format!("{} ", rec.time).as_bytes())
+                                .map_err(io("write logs"))?;
                         }
-                        let _ = out.write_all(&rec.text);
+                        out.write_all(&rec.text).map_err(io("write logs"))?;
                         if !rec.partial {
-                            let _ = out.write_all(b"\n");
+                            out.write_all(b"\n").map_err(io("write logs"))?;
                         }
                     }
                 }
-                let _ = out.flush();
+                out.flush().map_err(io("write logs"))?;
                 offset += complete as u64;
                 progressed = complete > 0;
             }

@@ -19,7 +19,7 @@
 //!
 //! A verb is found by its file: `sandbox``/{run,stop,remove,recover}.rs` for pods,
 //! `container``/{create,start,stop,remove,exec,attach,logs,stats}.rs` for containers,
-//! `run` for whole manifests, `events`. `store` owns every path and record on disk;
+//! `run` for whole manifests, `wait` for their start, `events`. `store` owns every path and record on disk;
 //! `spec` turns a container's config into its OCI spec; `monitor` is the per-pod process;
 //! `net` the namespaces, CNI and the default network's host rules.
 
@@ -38,6 +38,7 @@ mod run;
 pub(crate) mod sandbox;
 pub(crate) mod spec;
 pub(crate) mod store;
+mod wait;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -51,7 +52,7 @@ pub use logs::LogQuery;
 pub use manifest::PodManifest;
 pub use monitor::hook;
 pub use net::cni::CniPaths;
-pub use sandbox::PodStatus;
+pub use sandbox::{NetworkSummary, PodStatus};
 pub use store::{ContainerRecord, ContainerState, ContainerStatus, PodRecord, PodState};
 
 use crate::image::{Images, PullOptions};
@@ -75,6 +76,8 @@ pub struct Options {
     pub cgroup_parent: String,
     /// How images missing from the store are pulled.
     pub pull: PullOptions,
+    /// How long a pod waits for its claims to be bound before it is refused.
+    pub bind_timeout: Duration,
 }
 
 impl Default for Options {
@@ -88,6 +91,7 @@ impl Default for Options {
             restart_backoff: Duration::from_secs(10),
             cgroup_parent: cgroup::DEFAULT_PARENT.into(),
             pull: PullOptions::default(),
+            bind_timeout: Duration::from_secs(60),
         }
     }
 }

@@ -36,6 +36,22 @@ impl Runtime {
                 });
             }
         }
+        // its claims bound first (a WaitForFirstConsumer class provisions now): a pod whose
+        // claim stays Pending is refused before anything of it is made
+        let claims: Vec<&String> = pod
+            .volumes
+            .iter()
+            .filter_map(|v| match &v.source {
+                super::config::VolumeSource::Claim { claim, .. } => Some(claim),
+                _ => None,
+            })
+            .collect();
+        if !claims.is_empty() {
+            let volumes = crate::volume::Volumes::new(&self.opts.data_root);
+            for c in claims {
+                volumes.wait_bound(&pod.namespace, c, self.opts.bind_timeout)?;
+            }
+        }
         // one creation in flight from the sandbox to the last container: a `pod run` killed
         // anywhere is rolled back whole by the next berth
         let id = super::store::new_id();
@@ -43,6 +59,9 @@ impl Runtime {
         if let Err(e) = self.create_sandbox(&id, &pod, true) {
             marker.done();
             return Err(e);
+        }
+        if !m.source.is_null() {
+            let _ = super::store::write_json(&self.pod_dir(&id).manifest(), &m.source);
         }
         let r = (|| -> Result<()> {
             let mut inits = Vec::new();
@@ -69,5 +88,17 @@ impl Runtime {
         }
         marker.done();
         Ok(id)
+    }
+}
+
+impl Runtime {
+    /// The Pod document pod `key` was made from (None: it was made otherwise, by the CRI).
+    pub fn pod_manifest(&self, key: &str) -> Result<Option<serde_json::Value>> {
+        let p = self.find_pod(key)?;
+        match super::store::read_json(&self.pod_dir(&p.id).manifest()) {
+            Ok(v) => Ok(Some(v)),
+            Err(super::Error::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 }

@@ -18,6 +18,7 @@
 //! <root>/pods/<pod>/monitor.sock             the pod monitor's socket
 //! <root>/pods/<pod>/monitor.pid, pause.pid   written by the monitor
 //! <root>/pods/<pod>/keeper.pid               written by the monitor's keeper
+//! <root>/pods/<pod>/manifest.json            the Pod document it was made from (if any)
 //! <root>/pods/<pod>/monitor.log              the monitor's stderr
 //! <root>/pods/<pod>/oci/                     OCI state of the pod's containers
 //! <root>/pods/<pod>/containers/<ctr>/container.json   ContainerRecord   written by the library
@@ -288,6 +289,10 @@ impl PodDir {
         self.0.join("monitor.pid")
     }
     /// The monitor's keeper (its parent), written by the keeper.
+    /// The manifest the pod was made from (`kube apply` compares it).
+    pub fn manifest(&self) -> PathBuf {
+        self.0.join("manifest.json")
+    }
     pub fn keeper_pid(&self) -> PathBuf {
         self.0.join("keeper.pid")
     }

@@ -7,6 +7,7 @@
 mod common;
 mod harness;
 
+mod cli;
 mod import;
 mod malicious;
 mod pull;

@@ -148,14 +148,15 @@ impl PodEnv {
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
-    /// `berth pod run` of a manifest (with a short restart back-off); returns the pod ID.
+    /// `berth pod run --detach` of a manifest (with a short restart back-off): the pod is
+    /// made, its containers start on their own (tests wait for what they look at; the wait
+    /// of `pod run` itself is tested in cli.rs); returns the pod ID.
     pub fn run(&self, yaml: &str) -> String {
-        let n = N.fetch_add(1, Ordering::SeqCst);
-        let f = self.dir.join(format!("pod{n}.yaml"));
-        fs::write(&f, yaml).unwrap();
+        let f = self.file(yaml);
         self.ok(&[
             "pod",
             "run",
+            "--detach",
             "--restart-backoff",
             "200ms",
             f.to_str().unwrap(),
@@ -166,10 +167,17 @@ impl PodEnv {
 
     /// `berth pod run` that must fail; returns its stderr.
     pub fn run_fails(&self, yaml: &str) -> String {
-        let n = N.fetch_add(1, Ordering::SeqCst);
-        let f = self.dir.join(format!("pod{n}.yaml"));
-        fs::write(&f, yaml).unwrap();
+        let f = self.file(yaml);
         self.fails(&["pod", "run", f.to_str().unwrap()])
+    }
+
+    /// A manifest written to a file of its own in the test's directory (threads of one test
+    /// never share one).
+    pub fn file(&self, yaml: &str) -> PathBuf {
+        let n = N.fetch_add(1, Ordering::SeqCst);
+        let f = self.dir.join(format!("m{n}.yaml"));
+        fs::write(&f, yaml).unwrap();
+        f
     }
 
     pub fn inspect(&self, pod: &str) -> Value {

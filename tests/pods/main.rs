@@ -10,6 +10,7 @@ mod env;
 #[allow(dead_code)]
 mod harness;
 
+mod cli;
 mod crash;
 mod example;
 mod failures;
@@ -18,3 +19,4 @@ mod limits;
 mod namespaces;
 mod network;
 mod upgrade;
+mod volumes;

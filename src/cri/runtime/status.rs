@@ -132,7 +132,8 @@ pub(super) async fn runtime_config(
 /// NetworkReady: a CNI configuration is there, or the plugins of berth's default network are.
 fn network_ready(s: &Shared) -> (bool, String) {
     let o = s.rt.options();
-    let has_conf = std::fs::read_dir(&o.cni.conf_dir).is_ok_and(|rd| {
+    let conf_dir = o.cni.conf_dir.clone().unwrap_or_default();
+    let has_conf = std::fs::read_dir(&conf_dir).is_ok_and(|rd| {
         rd.flatten().any(|e| {
             let n = e.file_name().to_string_lossy().to_string();
             n.ends_with(".conf") || n.ends_with(".conflist") || n.ends_with(".json")
@@ -150,7 +151,7 @@ fn network_ready(s: &Shared) -> (bool, String) {
         false,
         format!(
             "no CNI configuration in {} and no bridge/host-local plugins in {:?}",
-            o.cni.conf_dir.display(),
+            conf_dir.display(),
             o.cni.plugin_dirs
         ),
     )

@@ -320,7 +320,21 @@ pub(super) fn convert(p: Pod) -> Result<PodManifest> {
             ));
         }
         let source = match (&v.empty_dir, &v.host_path) {
-            (Some(e), None) => VolumeSource::EmptyDir {
+            (None, None) if v.persistent_volume_claim.is_some() => {
+                let c = v.persistent_volume_claim.as_ref().expect("checked");
+                if !is_dns_subdomain(&c.claim_name) {
+                    return Err(err(
+                        &format!("{path}.persistentVolumeClaim.claimName"),
+                        format!("{:?} is not a valid claim name", c.claim_name),
+                    ));
+                }
+                VolumeSource::Claim {
+                    claim: c.claim_name.clone(),
+                    read_only: c.read_only,
+                    path: None,
+                }
+            }
+            (Some(e), None) if v.persistent_volume_claim.is_none() => VolumeSource::EmptyDir {
                 memory: match e.medium.as_deref() {
                     None | Some("") => false,
                     Some("Memory") => true,
@@ -337,7 +351,7 @@ pub(super) fn convert(p: Pod) -> Result<PodManifest> {
                     .map(|q| quantity(q, 1.0, &format!("{path}.emptyDir.sizeLimit")))
                     .transpose()?,
             },
-            (None, Some(h)) => {
+            (None, Some(h)) if v.persistent_volume_claim.is_none() => {
                 if !h.path.starts_with('/') {
                     return Err(err(
                         &format!("{path}.hostPath.path"),
@@ -370,7 +384,7 @@ pub(super) fn convert(p: Pod) -> Result<PodManifest> {
             _ => {
                 return Err(err(
                     &path,
-                    "needs exactly one of emptyDir and hostPath".into(),
+                    "needs exactly one of emptyDir, hostPath and persistentVolumeClaim".into(),
                 ));
             }
         };
@@ -481,5 +495,9 @@ pub(super) fn convert(p: Pod) -> Result<PodManifest> {
         restart_policy,
         ..Default::default()
     };
-    Ok(PodManifest { pod, containers })
+    Ok(PodManifest {
+        pod,
+        containers,
+        source: Value::Null,
+    })
 }

@@ -70,6 +70,14 @@ pub(super) struct K8sVolume {
     pub(super) name: String,
     pub(super) empty_dir: Option<EmptyDir>,
     pub(super) host_path: Option<HostPath>,
+    pub(super) persistent_volume_claim: Option<ClaimSource>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub(super) struct ClaimSource {
+    pub(super) claim_name: String,
+    pub(super) read_only: bool,
 }
 
 #[derive(Deserialize, Default)]

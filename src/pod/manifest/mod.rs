@@ -10,7 +10,7 @@
 
 mod convert;
 mod k8s;
-mod schema;
+pub(crate) mod schema;
 #[cfg(test)]
 mod tests;
 
@@ -26,6 +26,8 @@ pub use convert::quantity;
 pub struct PodManifest {
     pub pod: PodConfig,
     pub containers: Vec<ContainerConfig>,
+    /// The document it was read from (kept with the pod: `kube apply` compares it).
+    pub source: Value,
 }
 
 /// Read one Pod document.
@@ -45,7 +47,9 @@ pub fn pod_from_value(v: &Value, doc: usize) -> Result<PodManifest> {
     schema::check(v, &schema::POD, "").map_err(|e| at(inner(e)))?;
     let pod: k8s::Pod = serde_path_to_error::deserialize(v)
         .map_err(|e| at(format!("{}: {}", e.path(), e.inner())))?;
-    convert::convert(pod).map_err(|e| at(inner(e)))
+    let mut m = convert::convert(pod).map_err(|e| at(inner(e)))?;
+    m.source = v.clone();
+    Ok(m)
 }
 
 /// Every Pod of a file: YAML (several `---` documents) or JSON.

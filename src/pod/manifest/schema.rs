@@ -6,13 +6,15 @@ use serde_json::Value;
 use crate::pod::error::{Error, Result};
 
 /// The shape of the supported part of a Pod.
-pub(super) enum Shape {
+pub(crate) enum Shape {
     /// A string, number or boolean (its type is checked when it is read).
     Scalar,
     /// A map of strings (labels, annotations, resource lists).
     StrMap,
     List(&'static Shape),
     Obj(&'static [(&'static str, Shape)]),
+    /// Anything (a field berth accepts and ignores, such as a PV's nodeAffinity on one node).
+    Any,
 }
 use Shape::*;
 
@@ -120,6 +122,10 @@ pub(super) const POD: Shape = Obj(&[
                         Obj(&[("medium", Scalar), ("sizeLimit", Scalar)]),
                     ),
                     ("hostPath", Obj(&[("path", Scalar), ("type", Scalar)])),
+                    (
+                        "persistentVolumeClaim",
+                        Obj(&[("claimName", Scalar), ("readOnly", Scalar)]),
+                    ),
                 ])),
             ),
             ("terminationGracePeriodSeconds", Scalar),
@@ -129,10 +135,10 @@ pub(super) const POD: Shape = Obj(&[
 ]);
 
 /// Check `v` against `shape`; the first unsupported field is an error naming its path.
-pub(super) fn check(v: &Value, shape: &Shape, path: &str) -> Result<()> {
+pub(crate) fn check(v: &Value, shape: &Shape, path: &str) -> Result<()> {
     let bad = |p: &str, m: &str| Err(Error::Manifest(format!("{p}: {m}")));
     match (shape, v) {
-        (_, Value::Null) => Ok(()),
+        (_, Value::Null) | (Any, _) => Ok(()),
         (Scalar, Value::String(_) | Value::Number(_) | Value::Bool(_)) => Ok(()),
         (Scalar, _) => bad(path, "expected a string, number or boolean"),
         (StrMap, Value::Object(m)) => {

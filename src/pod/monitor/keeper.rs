@@ -161,6 +161,8 @@ pub fn run(dir: PodDir, sigfd: &SignalFd, start_monitor: &dyn Fn(OwnedFd, Inheri
             while let Ok(Some(_)) = sigfd.read_signal() {}
             k.reap(start_monitor);
         }
+        // back to waiting: only the wait itself stays resident
+        crate::linux::sys::drop_own_code_pages();
     }
 }
 

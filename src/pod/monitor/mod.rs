@@ -363,6 +363,7 @@ impl Monitor {
     }
 
     fn serve(&mut self, listener: &UnixListener, sigfd: &SignalFd) -> Result<()> {
+        let mut drop_at: Option<Instant> = None;
         loop {
             if self.shutdown {
                 // the keeper ends with this monitor
@@ -376,8 +377,17 @@ impl Monitor {
                 let _ = fs::remove_file(self.dir.monitor_pid());
                 return Ok(());
             }
+            // a second idle after work: what the work touched of berth's code need not stay
+            // resident while the pod runs (it faults back in on the next event)
+            if drop_at.is_some_and(|t| Instant::now() >= t) {
+                drop_code_pages();
+                drop_at = None;
+            }
             let timeout = self
                 .next_deadline()
+                .into_iter()
+                .chain(drop_at)
+                .min()
                 .map(|d| d.saturating_duration_since(Instant::now()));
             let timeout = match timeout {
                 Some(t) => PollTimeout::try_from(t.as_millis().min(60_000) as i32 + 1)
@@ -419,6 +429,9 @@ impl Monitor {
                 .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
                 .collect();
             drop(pfds);
+            if ready.iter().any(|r| *r) {
+                drop_at = Some(Instant::now() + Duration::from_secs(1));
+            }
             // output first: a container that wrote and exited has its last lines logged
             // before its exit is recorded
             for (k, (id, fd)) in owners.iter().enumerate() {

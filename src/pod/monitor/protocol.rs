@@ -134,6 +134,8 @@ pub fn send(dir: &PodDir, req: &Request, timeout: Duration) -> Result<(Response,
         match std::io::Read::read(&mut s, &mut b) {
             Ok(0) => break,
             Ok(_) => answer.push(b[0]),
+            // a signal to this process (a daemon's SIGCHLD) is not the monitor's answer
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 return Err(Error::Io {
                     step: "read pod monitor's answer".into(),
@@ -315,6 +317,34 @@ pub mod attach {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_signal_while_waiting_for_the_answer_is_not_a_failure() {
+        use std::os::unix::net::UnixListener;
+        // before the fix, a signal (here SIGUSR1, handled without SA_RESTART, as a daemon's
+        // SIGCHLD can be) during the read failed the request with EINTR
+        crate::linux::sys::interrupting_handler(libc::SIGUSR1);
+        let dir = std::env::temp_dir().join(format!("berth-eintr-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pd = PodDir(dir.clone());
+        let listener = UnixListener::bind(pd.socket()).unwrap();
+        let monitor = std::thread::spawn(move || {
+            let (mut c, _) = listener.accept().unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            let mut a = serde_json::to_vec(&Response::Ok).unwrap();
+            a.push(b'\n');
+            std::io::Write::write_all(&mut c, &a).unwrap();
+        });
+        let client =
+            std::thread::spawn(move || request(&pd, &Request::Ping, Duration::from_secs(5)));
+        std::thread::sleep(Duration::from_millis(100));
+        use std::os::unix::thread::JoinHandleExt;
+        crate::linux::sys::signal_thread(client.as_pthread_t(), libc::SIGUSR1);
+        let r = client.join().unwrap();
+        monitor.join().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(r.unwrap(), Response::Ok);
+    }
+
     use super::*;
 
     #[test]

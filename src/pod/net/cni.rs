@@ -20,7 +20,10 @@ use crate::pod::error::{Error, Result, io};
 /// Where configurations and plugins are, and berth's default network.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CniPaths {
-    pub conf_dir: PathBuf,
+    /// Where network configurations are looked for (the first file is used); None, or a
+    /// directory with none: berth's default network.
+    #[serde(default)]
+    pub conf_dir: Option<PathBuf>,
     pub plugin_dirs: Vec<PathBuf>,
     /// host-local IPAM leases of the default network.
     pub ipam_dir: PathBuf,
@@ -42,7 +45,7 @@ fn default_subnet() -> String {
 impl Default for CniPaths {
     fn default() -> Self {
         CniPaths {
-            conf_dir: "/etc/cni/net.d".into(),
+            conf_dir: None,
             plugin_dirs: vec!["/usr/lib/cni".into(), "/opt/cni/bin".into()],
             ipam_dir: "/var/lib/berth/cni/networks".into(),
             default_bridge: default_bridge(),
@@ -64,13 +67,16 @@ pub struct Network {
     pub host_rules: Option<HostRules>,
 }
 
+/// Where kubelet's convention puts network configurations (`berth serve`'s default).
+pub const KUBELET_CONF_DIR: &str = "/etc/cni/net.d";
+
 /// The default network's subnet.
 pub const DEFAULT_SUBNET: &str = "10.77.0.0/16";
 pub const DEFAULT_BRIDGE: &str = "berth0";
 
 /// berth's default network; portmap is in the chain only for a pod with hostPorts (it has
 /// nothing to do otherwise, and each plugin run costs milliseconds).
-pub fn default_network(paths: &CniPaths, host_ports: bool) -> Result<Network> {
+pub fn default_network(paths: &CniPaths, host_ports: bool, why: &str) -> Result<Network> {
     let (subnet, gateway) = parse_subnet(&paths.default_subnet)?;
     let bridge = &paths.default_bridge;
     if bridge.is_empty()
@@ -95,7 +101,10 @@ pub fn default_network(paths: &CniPaths, host_ports: bool) -> Result<Network> {
         name: "berth".into(),
         cni_version: "1.0.0".into(),
         plugins,
-        source: "berth default".into(),
+        source: format!(
+            "berth's default network (bridge {bridge}, {subnet}): {why}",
+            subnet = paths.default_subnet
+        ),
         host_rules: Some(HostRules {
             bridge: bridge.clone(),
             subnet: subnet.clone(),
@@ -126,7 +135,10 @@ fn parse_subnet(s: &str) -> Result<(String, String)> {
 /// Load the network: the first configuration file of the config dir, else the default
 /// (`host_ports`: the pod maps host ports).
 pub fn load(paths: &CniPaths, host_ports: bool) -> Result<Network> {
-    let mut files: Vec<PathBuf> = match std::fs::read_dir(&paths.conf_dir) {
+    let Some(conf_dir) = &paths.conf_dir else {
+        return default_network(paths, host_ports, "no CNI configuration directory given");
+    };
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(conf_dir) {
         Ok(rd) => rd
             .flatten()
             .map(|e| e.path())
@@ -140,14 +152,15 @@ pub fn load(paths: &CniPaths, host_ports: bool) -> Result<Network> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => {
             return Err(Error::Io {
-                step: format!("read CNI config dir {}", paths.conf_dir.display()),
+                step: format!("read CNI config dir {}", conf_dir.display()),
                 err: e,
             });
         }
     };
     files.sort();
     let Some(f) = files.first() else {
-        return default_network(paths, host_ports);
+        let why = format!("no configuration in {}", conf_dir.display());
+        return default_network(paths, host_ports, &why);
     };
     let text = std::fs::read_to_string(f).map_err(io(format!("read {}", f.display())))?;
     let v: Value =
@@ -178,7 +191,7 @@ pub fn load(paths: &CniPaths, host_ports: bool) -> Result<Network> {
         name,
         cni_version: version,
         plugins,
-        source: f.display().to_string(),
+        source: format!("CNI configuration {}", f.display()),
         host_rules: None,
     })
 }
@@ -394,7 +407,7 @@ mod tests {
     #[test]
     fn runtime_config_only_for_declared_capabilities() {
         let paths = CniPaths::default();
-        let net = default_network(&paths, true).unwrap();
+        let net = default_network(&paths, true, "test").unwrap();
         let att = Attachment {
             container_id: "c".into(),
             netns: "/x".into(),
@@ -419,12 +432,15 @@ mod tests {
                 .map(|p| p["type"].as_str().unwrap().to_string())
                 .collect()
         };
-        assert_eq!(types(default_network(&paths, false).unwrap()), ["bridge"]);
         assert_eq!(
-            types(default_network(&paths, true).unwrap()),
+            types(default_network(&paths, false, "test").unwrap()),
+            ["bridge"]
+        );
+        assert_eq!(
+            types(default_network(&paths, true, "test").unwrap()),
             ["bridge", "portmap"]
         );
-        let n = default_network(&paths, false).unwrap();
+        let n = default_network(&paths, false, "test").unwrap();
         assert_eq!(n.plugins[0]["ipMasq"], false);
         assert_eq!(n.plugins[0]["ipam"]["ranges"][0][0]["gateway"], "10.77.0.1");
         assert_eq!(n.host_rules.unwrap().subnet, "10.77.0.0/16");
@@ -452,7 +468,7 @@ mod tests {
             ..CniPaths::default()
         };
         assert!(
-            default_network(&paths, false)
+            default_network(&paths, false, "test")
                 .unwrap_err()
                 .to_string()
                 .contains("default network bridge")

@@ -30,6 +30,17 @@ pub struct PodStatus {
     /// Where they are pinned (what a container joins).
     pub namespace_paths: BTreeMap<String, PathBuf>,
     pub monitor_pid: Option<i32>,
+    /// The pod's network and where its configuration came from (None: the host's network,
+    /// or the pod is stopped).
+    pub network: Option<NetworkSummary>,
+}
+
+/// Which network a pod is on.
+#[derive(Debug, Clone, Serialize)]
+pub struct NetworkSummary {
+    pub name: String,
+    /// A configuration file, or berth's default network and why it was used.
+    pub source: String,
 }
 
 /// Is there a creation marker at `path` whose creator is gone (it is not locked)?
@@ -42,7 +53,7 @@ pub(crate) fn abandoned(path: &Path) -> bool {
 
 impl Runtime {
     /// A pod's record as readers see it: NotReady while it is being removed.
-    fn read_pod(&self, id: &str) -> Result<PodRecord> {
+    pub(crate) fn read_pod(&self, id: &str) -> Result<PodRecord> {
         let dir = self.pod_dir(id);
         let mut r: PodRecord = read_record(&dir.record())?;
         if dir.removing().exists() {
@@ -128,7 +139,14 @@ impl Runtime {
                 namespace_paths.insert(k.to_string(), p);
             }
         }
+        let network = read_json::<cni::Cached>(&dir.network())
+            .ok()
+            .map(|c| NetworkSummary {
+                name: c.network.name,
+                source: c.network.source,
+            });
         Ok(PodStatus {
+            network,
             monitor_pid,
             record: rec,
             containers,

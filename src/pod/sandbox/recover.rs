@@ -148,6 +148,7 @@ impl Runtime {
             .unwrap_or_default();
         let _ = crate::pod::cgroup::remove_created(&self.pod_cgroup_created(&id));
         self.unmount_below(&dir.0);
+        let _ = crate::volume::Volumes::new(&self.opts.data_root).release_pod(&id);
         let _ = fs::remove_dir_all(&dir.0);
     }
 }

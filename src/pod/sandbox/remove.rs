@@ -61,6 +61,7 @@ impl Runtime {
             self.remove_container(&c.record.id)?;
         }
         monitor::stop(&dir);
+        crate::volume::Volumes::new(&self.opts.data_root).release_pod(&st.record.id)?;
         netns::remove(&dir.0)?;
         cgroup::remove(&st.record.cgroup, &self.pod_cgroup_created(&st.record.id))?;
         crate::fault::point("pod-remove:cgroup");

@@ -66,8 +66,15 @@ impl Runtime {
             undo.push("release the pod's name", move || {
                 fs::remove_file(&reservation).map_err(|e| e.to_string())
             });
+            let ports = self.reserve_host_ports(&id, &cfg.port_mappings)?;
+            undo.push("release the pod's host ports", move || {
+                ports.iter().for_each(|p| {
+                    let _ = fs::remove_file(p);
+                });
+                Ok(())
+            });
             crate::fault::point("pod-create:named");
-            self.sandbox_steps(&id, &self.pod_dir(&id), &cfg, supervised, &mut undo)
+            self.sandbox_steps(&id, &self.pod_dir(&id), &mut cfg, supervised, &mut undo)
         });
         match made {
             Ok(()) => {
@@ -85,7 +92,7 @@ impl Runtime {
         &self,
         id: &str,
         dir: &PodDir,
-        cfg: &PodConfig,
+        cfg: &mut PodConfig,
         supervised: bool,
         undo: &mut Undo,
     ) -> Result<()> {
@@ -99,6 +106,9 @@ impl Runtime {
         for d in [dir.containers(), dir.volumes(), dir.shm()] {
             fs::create_dir_all(&d).map_err(io(format!("create {}", d.display())))?;
         }
+        // 0. its claims' volumes (admission, attach): their paths go into the record
+        self.attach_claims(id, dir, cfg, undo)?;
+        let cfg = &*cfg;
         // 1. namespaces
         let hostname = crate::pod::spec::pod_hostname(cfg);
         let spec = netns::NsSpec {
@@ -193,6 +203,8 @@ impl Runtime {
                     }
                 }
                 VolumeSource::HostPath { path, kind } => host_path(path, kind, &v.name)?,
+                // attached before these steps (create_sandbox)
+                VolumeSource::Claim { .. } => {}
             }
         }
         fs::write(dir.etc_file("hostname"), format!("{hostname}\n"))
@@ -227,6 +239,41 @@ impl Runtime {
         monitor::spawn(&self.opts.berth_binary, dir)?;
         crate::fault::point("pod-create:monitor");
         Ok(rec)
+    }
+}
+
+impl Runtime {
+    /// Let the pod use its claims (bound before: `run.rs` waits for binding): a
+    /// ReadWriteOncePod claim another pod holds is refused; each volume is attached and its
+    /// host path recorded in the pod's volume.
+    fn attach_claims(
+        &self,
+        id: &str,
+        dir: &PodDir,
+        cfg: &mut PodConfig,
+        undo: &mut Undo,
+    ) -> Result<()> {
+        if !cfg
+            .volumes
+            .iter()
+            .any(|v| matches!(v.source, VolumeSource::Claim { .. }))
+        {
+            return Ok(());
+        }
+        let volumes = crate::volume::Volumes::new(&self.opts.data_root);
+        let who = format!("{}/{}", cfg.namespace, cfg.name);
+        let ns = cfg.namespace.clone();
+        let (pod, vols) = (id.to_string(), volumes.clone());
+        undo.push("release the pod's claims", move || {
+            vols.release_pod(&pod).map_err(|e| e.to_string())
+        });
+        for v in &mut cfg.volumes {
+            if let VolumeSource::Claim { claim, path, .. } = &mut v.source {
+                let used = volumes.use_claim(&ns, claim, id, &dir.0, &who)?;
+                *path = Some(used.path);
+            }
+        }
+        Ok(())
     }
 }
 

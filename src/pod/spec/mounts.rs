@@ -57,7 +57,14 @@ pub fn build(
     for m in &cfg.mounts {
         let src = source(pc, dir, cfg, &m.source)?;
         check_propagation(cfg, &src, &m.propagation, &host_mounts)?;
-        mounts.push(bind(&src, &m.container_path, m.readonly, &m.propagation));
+        let mut b = bind(&src, &m.container_path, m.readonly, &m.propagation);
+        // a claim mounted readOnly: read-only all the way down (mount_setattr, AT_RECURSIVE)
+        if claim_read_only(pc, &m.source)
+            && let Some(o) = b.options_mut()
+        {
+            o.push("rro".into());
+        }
+        mounts.push(b);
     }
     let propagation = if cfg.mounts.iter().any(|m| m.propagation == "rshared") {
         Some("rshared")
@@ -67,6 +74,23 @@ pub fn build(
         None
     };
     Ok((mounts, propagation))
+}
+
+/// Is `s` a volume from a claim the pod mounts read-only?
+fn claim_read_only(pc: &PodConfig, s: &MountSource) -> bool {
+    let MountSource::Volume { name, .. } = s else {
+        return false;
+    };
+    pc.volumes.iter().any(|v| {
+        &v.name == name
+            && matches!(
+                v.source,
+                VolumeSource::Claim {
+                    read_only: true,
+                    ..
+                }
+            )
+    })
 }
 
 /// The host path of a mount: a host path, or a pod volume (and a sub-path of it, made if
@@ -84,6 +108,13 @@ fn source(pc: &PodConfig, dir: &PodDir, cfg: &ContainerConfig, s: &MountSource) 
     let base = match &v.source {
         VolumeSource::EmptyDir { .. } => dir.volume(name),
         VolumeSource::HostPath { path, .. } => path.clone(),
+        VolumeSource::Claim { path: Some(p), .. } => p.clone(),
+        VolumeSource::Claim { claim, .. } => {
+            return Err(Error::Internal(format!(
+                "container {}: volume {name:?} (claim {claim}) was not attached",
+                cfg.name
+            )));
+        }
     };
     let Some(sp) = sub_path else {
         return Ok(base);

@@ -1,0 +1,470 @@
+//! `berth kube get`: kubectl's tables (and `-o wide`), or the objects as Kubernetes writes
+//! them (`-o json|yaml`).
+
+use std::time::SystemTime;
+
+use serde_json::{Value, json};
+
+use super::Result;
+use crate::pod::{ContainerState, PodState, PodStatus};
+use crate::volume::{Claim, StorageClass, VolumeStatus, Volumes, quantity_text};
+
+/// The kinds berth knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Pod,
+    PersistentVolume,
+    PersistentVolumeClaim,
+    StorageClass,
+}
+
+impl Kind {
+    /// A kind as kubectl's command line names it (`pods`, `pod`, `po`, `pv`, `pvc`, `sc`...).
+    pub fn parse(s: &str) -> Option<Kind> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "pods" | "pod" | "po" => Kind::Pod,
+            "persistentvolumes" | "persistentvolume" | "pv" => Kind::PersistentVolume,
+            "persistentvolumeclaims" | "persistentvolumeclaim" | "pvc" => {
+                Kind::PersistentVolumeClaim
+            }
+            "storageclasses" | "storageclass" | "sc" => Kind::StorageClass,
+            _ => return None,
+        })
+    }
+
+    /// A kind as a manifest's `kind:` names it.
+    pub fn of_manifest(s: &str) -> Option<Kind> {
+        Some(match s {
+            "Pod" => Kind::Pod,
+            "PersistentVolume" => Kind::PersistentVolume,
+            "PersistentVolumeClaim" => Kind::PersistentVolumeClaim,
+            "StorageClass" => Kind::StorageClass,
+            _ => return None,
+        })
+    }
+
+    pub fn api_version(self) -> &'static str {
+        match self {
+            Kind::StorageClass => "storage.k8s.io/v1",
+            _ => "v1",
+        }
+    }
+
+    pub fn singular(self) -> &'static str {
+        match self {
+            Kind::Pod => "pod",
+            Kind::PersistentVolume => "persistentvolume",
+            Kind::PersistentVolumeClaim => "persistentvolumeclaim",
+            Kind::StorageClass => "storageclass",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Pod => "Pod",
+            Kind::PersistentVolume => "PersistentVolume",
+            Kind::PersistentVolumeClaim => "PersistentVolumeClaim",
+            Kind::StorageClass => "StorageClass",
+        }
+    }
+
+    /// Namespaced kinds (pods, claims).
+    pub fn namespaced(self) -> bool {
+        matches!(self, Kind::Pod | Kind::PersistentVolumeClaim)
+    }
+}
+
+/// How long ago, as kubectl prints ages (`45s`, `12m`, `3h`, `2d`).
+fn age(time: &str) -> String {
+    let Ok(t) = humantime::parse_rfc3339_weak(time.trim_end_matches('Z')) else {
+        return "<unknown>".into();
+    };
+    let s = SystemTime::now()
+        .duration_since(t)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    match s {
+        0..120 => format!("{s}s"),
+        120..7200 => format!("{}m", s / 60),
+        7200..172800 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86400),
+    }
+}
+
+/// Columns padded as kubectl pads them (three spaces between).
+fn table(rows: Vec<Vec<String>>) -> String {
+    let n = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..n)
+        .map(|i| {
+            rows.iter()
+                .map(|r| r.get(i).map_or(0, String::len))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect();
+        out.push_str(line.join("   ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// What `get` prints.
+pub enum Listing {
+    Table(String),
+    Objects(Vec<Value>),
+}
+
+/// List objects of `kind` (one, if `name` is given) in `namespace` (None: all namespaces),
+/// as a table (`wide` adds columns) or as objects.
+pub fn get(
+    rt: &crate::pod::Runtime,
+    vols: &Volumes,
+    kind: Kind,
+    name: Option<&str>,
+    namespace: Option<&str>,
+    wide: bool,
+    objects: bool,
+) -> Result<Listing> {
+    let keep = |n: &str| name.is_none_or(|w| w == n);
+    let (rows, objs) = match kind {
+        Kind::Pod => {
+            let mut pods = Vec::new();
+            for p in rt.list_pods()? {
+                if keep(&p.config.name) && namespace.is_none_or(|n| n == p.config.namespace) {
+                    pods.push(rt.pod_status(&p.id)?);
+                }
+            }
+            let mut rows = vec![
+                vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+                    .into_iter()
+                    .map(String::from)
+                    .collect::<Vec<_>>(),
+            ];
+            if wide {
+                rows[0].extend(["IP".into(), "NODE".into()]);
+            }
+            if namespace.is_none() {
+                rows[0].insert(0, "NAMESPACE".into());
+            }
+            let node = hostname();
+            for p in &pods {
+                let mut r = pod_row(p);
+                if wide {
+                    r.push(
+                        p.record
+                            .ips
+                            .first()
+                            .cloned()
+                            .unwrap_or_else(|| "<none>".into()),
+                    );
+                    r.push(node.clone());
+                }
+                if namespace.is_none() {
+                    r.insert(0, p.record.config.namespace.clone());
+                }
+                rows.push(r);
+            }
+            (rows, pods.iter().map(pod_object).collect::<Vec<_>>())
+        }
+        Kind::PersistentVolume => {
+            let vs: Vec<VolumeStatus> = vols
+                .volumes()?
+                .into_iter()
+                .filter(|v| keep(&v.name))
+                .map(|v| vols.status(v))
+                .collect();
+            let mut rows = vec![
+                [
+                    "NAME",
+                    "CAPACITY",
+                    "ACCESS MODES",
+                    "RECLAIM POLICY",
+                    "STATUS",
+                    "CLAIM",
+                    "STORAGECLASS",
+                    "REASON",
+                    "AGE",
+                ]
+                .map(String::from)
+                .to_vec(),
+            ];
+            if wide {
+                rows[0].push("USED".into());
+            }
+            for s in &vs {
+                let v = &s.volume;
+                let mut r = vec![
+                    v.name.clone(),
+                    quantity_text(v.capacity),
+                    modes(&v.access_modes),
+                    format!("{:?}", v.reclaim_policy),
+                    if v.terminating {
+                        "Terminating".into()
+                    } else {
+                        format!("{:?}", v.phase)
+                    },
+                    v.claim_ref
+                        .as_ref()
+                        .map(|c| format!("{}/{}", c.namespace, c.name))
+                        .unwrap_or_default(),
+                    v.class.clone(),
+                    v.reason.clone(),
+                    age(&v.created),
+                ];
+                if wide {
+                    r.push(used(s));
+                }
+                rows.push(r);
+            }
+            (rows, vs.iter().map(volume_object).collect())
+        }
+        Kind::PersistentVolumeClaim => {
+            let cs: Vec<Claim> = vols
+                .claims(namespace)?
+                .into_iter()
+                .filter(|c| keep(&c.name))
+                .collect();
+            let mut rows = vec![
+                [
+                    "NAME",
+                    "STATUS",
+                    "VOLUME",
+                    "CAPACITY",
+                    "ACCESS MODES",
+                    "STORAGECLASS",
+                    "AGE",
+                ]
+                .map(String::from)
+                .to_vec(),
+            ];
+            if wide {
+                rows[0].extend(["VOLUMEMODE".into(), "USED".into()]);
+            }
+            if namespace.is_none() {
+                rows[0].insert(0, "NAMESPACE".into());
+            }
+            let mut objs = Vec::new();
+            for c in &cs {
+                let v = c.volume.as_ref().and_then(|v| vols.volume(v).ok());
+                let st = v.clone().map(|v| vols.status(v));
+                let class = crate::volume::bind::class_of(c, &vols.classes()?);
+                let mut r = vec![
+                    c.name.clone(),
+                    if c.terminating {
+                        "Terminating".into()
+                    } else {
+                        format!("{:?}", c.phase)
+                    },
+                    c.volume.clone().unwrap_or_default(),
+                    v.as_ref()
+                        .map(|v| quantity_text(v.capacity))
+                        .unwrap_or_default(),
+                    v.as_ref()
+                        .map(|v| modes(&v.access_modes))
+                        .unwrap_or_default(),
+                    class,
+                    age(&c.created),
+                ];
+                if wide {
+                    r.push("Filesystem".into());
+                    r.push(st.as_ref().map(used).unwrap_or_default());
+                }
+                if namespace.is_none() {
+                    r.insert(0, c.namespace.clone());
+                }
+                rows.push(r);
+                objs.push(claim_object(c, v.as_ref().map(|v| v.capacity)));
+            }
+            (rows, objs)
+        }
+        Kind::StorageClass => {
+            let cs: Vec<StorageClass> = vols
+                .classes()?
+                .into_iter()
+                .filter(|c| keep(&c.name))
+                .collect();
+            let mut rows = vec![
+                [
+                    "NAME",
+                    "PROVISIONER",
+                    "RECLAIMPOLICY",
+                    "VOLUMEBINDINGMODE",
+                    "ALLOWVOLUMEEXPANSION",
+                    "AGE",
+                ]
+                .map(String::from)
+                .to_vec(),
+            ];
+            for c in &cs {
+                rows.push(vec![
+                    if c.is_default {
+                        format!("{} (default)", c.name)
+                    } else {
+                        c.name.clone()
+                    },
+                    c.provisioner.clone(),
+                    format!("{:?}", c.reclaim_policy),
+                    format!("{:?}", c.binding_mode),
+                    c.allow_volume_expansion.to_string(),
+                    if c.created.is_empty() {
+                        "<builtin>".into()
+                    } else {
+                        age(&c.created)
+                    },
+                ]);
+            }
+            (rows, cs.iter().map(class_object).collect())
+        }
+    };
+    if let Some(n) = name
+        && objs.is_empty()
+    {
+        return Err(super::Error::Invalid(format!(
+            "{} {n:?} not found",
+            kind.singular()
+        )));
+    }
+    if objects {
+        return Ok(Listing::Objects(objs));
+    }
+    if rows.len() == 1 {
+        return Ok(Listing::Table(String::new()));
+    }
+    Ok(Listing::Table(table(rows)))
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn modes(m: &[crate::volume::AccessMode]) -> String {
+    m.iter().map(|m| m.short()).collect::<Vec<_>>().join(",")
+}
+
+fn used(s: &VolumeStatus) -> String {
+    match (s.limit, s.used) {
+        (None, _) => "no limit".into(),
+        (Some(_), Some(u)) => crate::image::pull::human(u),
+        (Some(_), None) => "<detached>".into(),
+    }
+}
+
+/// READY, STATUS, RESTARTS and AGE of a pod, as kubectl shows them.
+fn pod_row(p: &PodStatus) -> Vec<String> {
+    let apps: Vec<_> = p
+        .containers
+        .iter()
+        .filter(|c| !c.record.config.init)
+        .collect();
+    let running = apps
+        .iter()
+        .filter(|c| c.status.state == ContainerState::Running)
+        .count();
+    let restarts: u32 = apps.iter().map(|c| c.status.restart_count).sum();
+    let status =
+        if p.record.state == PodState::NotReady && running == 0 {
+            "Stopped".to_string()
+        } else if let Some(c) = p.containers.iter().find(|c| {
+            c.status.state == ContainerState::Exited && c.status.exit_code.unwrap_or(0) != 0
+        }) {
+            c.status.reason.clone().unwrap_or_else(|| "Error".into())
+        } else if !apps.is_empty() && running == apps.len() {
+            "Running".into()
+        } else if apps
+            .iter()
+            .all(|c| c.status.state == ContainerState::Exited)
+            && !apps.is_empty()
+        {
+            "Completed".into()
+        } else {
+            "Pending".into()
+        };
+    vec![
+        p.record.config.name.clone(),
+        format!("{running}/{}", apps.len()),
+        status,
+        restarts.to_string(),
+        age(&p.record.created),
+    ]
+}
+
+fn pod_object(p: &PodStatus) -> Value {
+    let statuses: Vec<Value> = p
+        .containers
+        .iter()
+        .map(|c| {
+            json!({"name": c.record.config.name, "image": c.record.config.image,
+                   "ready": c.status.state == ContainerState::Running,
+                   "restartCount": c.status.restart_count,
+                   "state": match c.status.state {
+                       ContainerState::Running => json!({"running": {"startedAt": c.status.started_at}}),
+                       ContainerState::Exited => json!({"terminated": {"exitCode": c.status.exit_code, "reason": c.status.reason, "message": c.status.message, "finishedAt": c.status.finished_at}}),
+                       _ => json!({"waiting": {"reason": "ContainerCreating"}}),
+                   }})
+        })
+        .collect();
+    json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": p.record.config.name, "namespace": p.record.config.namespace,
+                     "uid": p.record.config.uid, "labels": p.record.config.labels,
+                     "creationTimestamp": p.record.created},
+        "status": {"phase": pod_row(p)[2], "podIP": p.record.ips.first(),
+                   "podIPs": p.record.ips.iter().map(|i| json!({"ip": i})).collect::<Vec<_>>(),
+                   "containerStatuses": statuses}})
+}
+
+fn volume_object(s: &VolumeStatus) -> Value {
+    let v = &s.volume;
+    let mut spec = json!({"capacity": {"storage": quantity_text(v.capacity)},
+        "accessModes": v.access_modes, "volumeMode": "Filesystem",
+        "persistentVolumeReclaimPolicy": v.reclaim_policy, "storageClassName": v.class});
+    match &v.source {
+        crate::volume::Source::Csi {
+            handle,
+            backend,
+            fs_type,
+        } => {
+            spec["csi"] = json!({"driver": crate::volume::PROVISIONER, "volumeHandle": handle,
+                "volumeAttributes": {"backend": backend.name(), "fsType": fs_type}});
+        }
+        crate::volume::Source::Path { path } => spec["local"] = json!({"path": path}),
+    }
+    if let Some(c) = &v.claim_ref {
+        spec["claimRef"] = json!({"kind": "PersistentVolumeClaim", "namespace": c.namespace, "name": c.name, "uid": c.uid});
+    }
+    json!({"apiVersion": "v1", "kind": "PersistentVolume",
+        "metadata": {"name": v.name, "labels": v.labels, "creationTimestamp": v.created},
+        "spec": spec,
+        "status": {"phase": v.phase, "reason": v.reason, "used": s.used, "users": s.users}})
+}
+
+fn claim_object(c: &Claim, capacity: Option<u64>) -> Value {
+    json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": c.name, "namespace": c.namespace, "uid": c.uid, "labels": c.labels,
+                     "creationTimestamp": c.created},
+        "spec": {"accessModes": c.spec.access_modes,
+                 "resources": {"requests": {"storage": quantity_text(c.spec.request)}},
+                 "storageClassName": c.spec.class, "volumeName": c.volume, "volumeMode": "Filesystem",
+                 "selector": if c.spec.selector.is_empty() { Value::Null } else { json!({"matchLabels": c.spec.selector}) }},
+        "status": {"phase": c.phase, "reason": c.reason, "accessModes": c.spec.access_modes,
+                   "capacity": capacity.map(|n| json!({"storage": quantity_text(n)}))}})
+}
+
+fn class_object(c: &StorageClass) -> Value {
+    let mut meta = json!({"name": c.name, "labels": c.labels, "creationTimestamp": c.created});
+    if c.is_default {
+        meta["annotations"] = json!({"storageclass.kubernetes.io/is-default-class": "true"});
+    }
+    json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": meta,
+        "provisioner": c.provisioner, "reclaimPolicy": c.reclaim_policy,
+        "volumeBindingMode": c.binding_mode, "allowVolumeExpansion": c.allow_volume_expansion,
+        "parameters": {"backend": c.backend.name(), "fsType": c.fs_type}})
+}

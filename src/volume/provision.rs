@@ -1,0 +1,118 @@
+//! Dynamic provisioning: a class makes a volume for a claim (`pvc-<claim uid>`, the claim's
+//! size and access modes, the class's back end and reclaim policy). Storage being made is
+//! marked in flight (a locked file naming the volume): a berth killed part way leaves a
+//! marker whose lock is free, and the next berth removes the half-made storage
+//! ([`Volumes::repair`]).
+
+use std::fs;
+
+use nix::fcntl::{Flock, FlockArg};
+
+use super::Volumes;
+use super::backend;
+use super::error::{Result, io, sys};
+use super::model::{
+    BackendKind, Claim, ClaimRef, Source, StorageClass, VERSION, Volume, VolumePhase,
+};
+use super::store::Locked;
+
+impl Volumes {
+    /// Provision a volume for `claim` through `class`; returns its name (reserved for the
+    /// claim: the caller binds them).
+    pub(super) fn provision(
+        &self,
+        lock: &Locked,
+        claim: &Claim,
+        class: &StorageClass,
+    ) -> Result<String> {
+        let name = format!("pvc-{}", claim.uid);
+        let source = self.provision_storage(
+            lock,
+            &name,
+            class.backend,
+            claim.spec.request,
+            &class.fs_type,
+        )?;
+        let v = Volume {
+            version: VERSION,
+            name: name.clone(),
+            capacity: claim.spec.request,
+            access_modes: claim.spec.access_modes.clone(),
+            reclaim_policy: class.reclaim_policy,
+            class: class.name.clone(),
+            labels: Default::default(),
+            source,
+            claim_ref: Some(ClaimRef {
+                namespace: claim.namespace.clone(),
+                name: claim.name.clone(),
+                uid: claim.uid.clone(),
+            }),
+            phase: VolumePhase::Available,
+            reason: String::new(),
+            provisioned: true,
+            terminating: false,
+            created: crate::pod::store::now(),
+        };
+        self.store.put_volume(lock, &v)?;
+        crate::fault::point("volume-provision:recorded");
+        Ok(name)
+    }
+
+    /// Make the storage of volume `handle`, marked in flight until it is made.
+    pub(super) fn provision_storage(
+        &self,
+        _lock: &Locked,
+        handle: &str,
+        kind: BackendKind,
+        size: u64,
+        fs_type: &str,
+    ) -> Result<Source> {
+        let dir = self.store.inflight();
+        fs::create_dir_all(&dir).map_err(io(format!("create {}", dir.display())))?;
+        let marker = dir.join(handle);
+        let f = fs::File::create(&marker).map_err(io(format!("create {}", marker.display())))?;
+        let held = Flock::lock(f, FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, e)| sys(format!("lock {}", marker.display()))(e))?;
+        crate::fault::point("volume-provision:marked");
+        let made = backend::of(kind, &self.store).create(handle, size, fs_type);
+        crate::fault::point("volume-provision:made");
+        let _ = fs::remove_file(&marker);
+        drop(held);
+        made
+    }
+
+    /// Remove the storage of provisionings a killed berth left half done (markers whose lock
+    /// is free and whose volume has no record). Returns what it did, one line each.
+    pub fn repair(&self) -> Vec<String> {
+        let dir = self.store.inflight();
+        let Ok(rd) = fs::read_dir(&dir) else {
+            return Vec::new();
+        };
+        let mut done = Vec::new();
+        let entries: Vec<_> = rd.flatten().collect();
+        if entries.is_empty() {
+            return done;
+        }
+        // provisionings hold the records' lock: with it, a marker's free lock means its
+        // berth died
+        let Ok(_lock) = self.store.lock() else {
+            return done;
+        };
+        for e in entries {
+            let handle = e.file_name().to_string_lossy().into_owned();
+            let Ok(f) = fs::File::open(e.path()) else {
+                continue;
+            };
+            let Ok(_held) = Flock::lock(f, FlockArg::LockExclusiveNonblock) else {
+                continue;
+            };
+            if self.store.volume(&handle).ok().flatten().is_none() {
+                let _ = fs::remove_file(self.store.image(&handle));
+                let _ = fs::remove_dir_all(self.store.dir(&handle));
+                done.push(format!("removed the half-made storage of volume {handle}"));
+            }
+            let _ = fs::remove_file(e.path());
+        }
+        done
+    }
+}

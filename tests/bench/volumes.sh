@@ -1,0 +1,84 @@
+#!/bin/bash
+# Volumes, side by side in one run (release build):
+#  - provisioning a 1 GiB volume: `berth volume create` vs a floor script running berth's
+#    commands by hand (fallocate, losetup, the same mkfs.ext4 line, mount) vs `podman volume
+#    create` (which enforces no size);
+#  - starting a one-container pod (host network) whose claim's volume is already attached by
+#    another pod, vs the same pod without a volume: the difference is the attach's cost.
+# Usage: volumes.sh BERTH_RELEASE_BINARY
+set -euo pipefail
+top=$(cd "$(dirname "$0")/../.." && pwd)
+berth=$(realpath "$1")
+runs=${BENCH_VOLUME_RUNS:-10}
+P=$(mktemp -d /var/tmp/berth-bench-volumes.XXXXXX)
+export BERTH_DATA_ROOT=$P/data BERTH_LOG_ROOT=$P/logs BERTH_CGROUP_PARENT=/berth-bench-volumes
+B="$berth --root /run/berth-bench-volumes-$$"
+MKFS="-q -F -t ext4 -m 0 -E nodiscard -b 4096"
+cleanup() {
+    for id in $(ls /run/berth-bench-volumes-$$/pods 2>/dev/null); do $B pod rm -f "$id" >/dev/null 2>&1 || true; done
+    $B volume rm v keep >/dev/null 2>&1 || true
+    mountpoint -q "$P/mnt" && umount "$P/mnt"
+    for l in $(losetup -j "$P/floor.img" -O NAME -n 2>/dev/null); do losetup -d "$l"; done
+    podman volume rm -f berth-bench-v >/dev/null 2>&1 || true
+    rm -rf "$P" /run/berth-bench-volumes-$$
+    rmdir /sys/fs/cgroup/*/berth-bench-volumes 2>/dev/null || true
+}
+trap cleanup EXIT
+mkdir -p "$P/mnt"
+$B image import --name localhost/fx "$top/rootfs-fixtures/build/images/oci" >/dev/null
+
+floor() {
+    fallocate -l 1090519040 "$P/floor.img"
+    dev=$(losetup -f --show "$P/floor.img")
+    mkfs.ext4 $MKFS "$dev"
+    mount "$dev" "$P/mnt"
+}
+unfloor() {
+    mountpoint -q "$P/mnt" && umount "$P/mnt"
+    for l in $(losetup -j "$P/floor.img" -O NAME -n 2>/dev/null); do losetup -d "$l"; done
+    rm -f "$P/floor.img"
+}
+export -f floor unfloor
+export P MKFS
+echo "berth: $($berth --version | head -1); $(mkfs.ext4 -V 2>&1 | head -1); podman $(podman --version | awk '{print $3}')"
+echo "$runs runs per figure, medians; data root on $(df --output=fstype "$P" | tail -1)"
+echo
+hyperfine -S bash -r "$runs" -w 1 --export-json "$P/prov.json" \
+    -n "berth volume create (1 GiB, size enforced)" --prepare "$B volume rm v >/dev/null 2>&1 || true" \
+        "$B volume create v --size 1Gi >/dev/null" \
+    -n "floor: fallocate + losetup + mkfs.ext4 + mount" --prepare "unfloor" "floor" \
+    -n "podman volume create (no size)" --prepare "podman volume rm -f berth-bench-v >/dev/null 2>&1 || true" \
+        "podman volume create berth-bench-v >/dev/null" >/dev/null
+unfloor
+med() { jq -r ".results[$2].median * 1000" "$1"; }
+div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+printf "%-48s %9s %12s\n" "provision 1 GiB" "ms" "vs floor"
+for i in 0 1 2; do
+    n=$(jq -r ".results[$i].command" "$P/prov.json")
+    printf "%-48s %9.1f %12s\n" "$n" "$(med "$P/prov.json" $i)" "$(div "$(med "$P/prov.json" $i)" "$(med "$P/prov.json" 1)")"
+done
+echo
+
+# --- a pod's start with an attached volume, and without
+$B volume rm v >/dev/null 2>&1 || true
+$B volume create keep --size 64Mi >/dev/null
+pod() { # NAME WITH_VOLUME
+    local vols="" mounts=""
+    if [ "$2" = yes ]; then
+        vols='  volumes: [{name: d, persistentVolumeClaim: {claimName: keep}}]'
+        mounts=', volumeMounts: [{name: d, mountPath: /data}]'
+    fi
+    printf 'apiVersion: v1\nkind: Pod\nmetadata: {name: %s}\nspec:\n  hostNetwork: true\n%s\n  containers:\n  - {name: c, image: "localhost/fx:base", imagePullPolicy: Never, command: [sleep, "100000"]%s}\n' "$1" "$vols" "$mounts"
+}
+pod holder yes > "$P/holder.yaml"
+pod bench yes > "$P/with.yaml"
+pod bench no > "$P/without.yaml"
+$B pod run "$P/holder.yaml" >/dev/null
+hyperfine -S bash -r "$runs" -w 2 --export-json "$P/start.json" \
+    -n "pod with an attached volume" --prepare "$B pod rm -f bench >/dev/null 2>&1 || true" "$B pod run $P/with.yaml >/dev/null" \
+    -n "the same pod without it" --prepare "$B pod rm -f bench >/dev/null 2>&1 || true" "$B pod run $P/without.yaml >/dev/null" >/dev/null
+$B pod rm -f bench >/dev/null 2>&1 || true
+printf "%-48s %9s\n" "pod start (until its container runs)" "ms"
+printf "%-48s %9.1f\n" "with an attached volume" "$(med "$P/start.json" 0)"
+printf "%-48s %9.1f\n" "without" "$(med "$P/start.json" 1)"
+printf "%-48s %9.1f\n" "difference (target: <= 5 ms)" "$(awk -v a="$(med "$P/start.json" 0)" -v b="$(med "$P/start.json" 1)" 'BEGIN { print a - b }')"
