@@ -30,6 +30,7 @@
 //! Layers: [`oci`] (spec → plan → apply, one file per verb) uses [`linux`] (namespaces,
 //! mounts, cgroups, processes; all `unsafe` code is in [`linux::sys`]).
 
+pub mod configmap;
 pub mod cri;
 pub(crate) mod fault;
 pub mod image;

@@ -11,8 +11,8 @@ use clap::{Parser, Subcommand};
 
 use super::pod::{Paths, made, options};
 
-/// berth kube: Kubernetes objects (Pod, PersistentVolume, PersistentVolumeClaim, StorageClass)
-/// on this node, as kubectl users expect.
+/// berth kube: Kubernetes objects (Pod, PersistentVolume, PersistentVolumeClaim, StorageClass,
+/// ConfigMap, Secret) on this node, as kubectl users expect.
 #[derive(Debug, Parser)]
 #[command(name = "berth kube")]
 struct KubeCli {
@@ -41,7 +41,7 @@ enum KubeCommand {
         file: Option<PathBuf>,
         #[arg(short, long, default_value = "default")]
         namespace: String,
-        /// KIND NAME (pod, pv, pvc, storageclass).
+        /// KIND NAME (pod, pv, pvc, storageclass, configmap, secret).
         what: Vec<String>,
     },
     /// List objects of a kind (pods, pv, pvc, storageclass), or one by name.
@@ -56,6 +56,16 @@ enum KubeCommand {
         /// wide, json or yaml.
         #[arg(short, long, value_parser = ["wide", "json", "yaml"])]
         output: Option<String>,
+        /// Print Secrets' values (base64, as Kubernetes stores them); hidden otherwise.
+        #[arg(long)]
+        show_secrets: bool,
+    },
+    /// Create a ConfigMap or Secret from literals and files, as `kubectl create` does.
+    Create {
+        #[command(subcommand)]
+        what: super::kube_create::Create,
+        #[arg(short, long, default_value = "default", global = true)]
+        namespace: String,
     },
 }
 
@@ -107,6 +117,10 @@ pub fn main(verb: Option<&str>, args: &[String], root: &Path, data_root: &Path) 
                 outln!("{} {}", o.what, o.applied)
             })?;
         }
+        KubeCommand::Create { what, namespace } => {
+            let data = berth::configmap::ConfigData::new(&rt.options().data_root);
+            outln!("{}", super::kube_create::create(&data, &namespace, what)?);
+        }
         KubeCommand::Delete {
             file,
             namespace,
@@ -116,7 +130,9 @@ pub fn main(verb: Option<&str>, args: &[String], root: &Path, data_root: &Path) 
                 (Some(f), []) => kube::delete(&rt, &vols, &read_docs(&f)?),
                 (None, [kind, name]) => {
                     let k = Kind::parse(kind).with_context(|| {
-                        format!("{kind:?}: not a kind (pod, pv, pvc, storageclass)")
+                        format!(
+                            "{kind:?}: not a kind (pod, pv, pvc, storageclass, configmap, secret)"
+                        )
                     })?;
                     vec![(
                         format!("{}/{name}", k.singular()),
@@ -145,13 +161,20 @@ pub fn main(verb: Option<&str>, args: &[String], root: &Path, data_root: &Path) 
             namespace,
             all_namespaces,
             output,
+            show_secrets,
         } => {
-            let k = Kind::parse(&kind)
-                .with_context(|| format!("{kind:?}: not a kind (pods, pv, pvc, storageclass)"))?;
+            let k = Kind::parse(&kind).with_context(|| {
+                format!("{kind:?}: not a kind (pods, pv, pvc, storageclass, configmaps, secrets)")
+            })?;
             let ns = (!all_namespaces).then_some(namespace.as_str());
             let objects = matches!(output.as_deref(), Some("json" | "yaml"));
             let wide = output.as_deref() == Some("wide");
-            match kube::get(&rt, &vols, k, name.as_deref(), ns, wide, objects)? {
+            let show = kube::Show {
+                wide,
+                objects,
+                secrets: show_secrets,
+            };
+            match kube::get(&rt, &vols, k, name.as_deref(), ns, show)? {
                 Listing::Table(t) if t.is_empty() => match ns {
                     Some(n) if k.namespaced() => errln!("No resources found in {n} namespace."),
                     _ => errln!("No resources found"),

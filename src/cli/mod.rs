@@ -5,6 +5,7 @@
 mod output;
 mod image;
 mod kube;
+mod kube_create;
 mod log;
 mod oci;
 mod pod;

@@ -57,8 +57,14 @@ pub fn from_auth_file(path: &Path, registry: &str) -> Result<Option<Credentials>
             });
         }
     };
-    let v: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+    from_auth_json(&text, registry, &path.display().to_string())
+}
+
+/// Credentials for `registry` from the text of a docker-style auth.json (`what` names it in
+/// errors; the text is never quoted).
+pub fn from_auth_json(text: &str, registry: &str, what: &str) -> Result<Option<Credentials>> {
+    let v: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| Error::Invalid(format!("{what}: not JSON (line {})", e.line())))?;
     let auths = v.get("auths").and_then(|a| a.as_object());
     let keys = [
         registry.to_string(),
@@ -78,7 +84,7 @@ pub fn from_auth_file(path: &Path, registry: &str) -> Result<Option<Credentials>
     };
     let raw = base64::engine::general_purpose::STANDARD
         .decode(auth)
-        .map_err(|e| Error::Invalid(format!("{}: auth for {registry}: {e}", path.display())))?;
+        .map_err(|e| Error::Invalid(format!("{what}: auth for {registry}: {e}")))?;
     let s = String::from_utf8_lossy(&raw);
     Credentials::parse(&s).map(Some)
 }

@@ -1,6 +1,9 @@
-//! `berth kube apply`: objects in dependency order — classes, volumes, claims, pods. An
-//! unchanged object is left alone; a changed one is updated where its fields may change; a
-//! changed Pod is refused naming the first changed field (never silently recreated).
+//! `berth kube apply`: objects in dependency order — classes, volumes, claims, ConfigMaps and
+//! Secrets, pods. An unchanged object is left alone; a changed one is updated where its
+//! fields may change (a changed ConfigMap or Secret rewrites the volumes of the running pods
+//! that use it before apply returns); a changed Pod is refused naming the first changed
+//! field (never silently recreated). A pod whose ConfigMaps or Secrets are missing waits for
+//! them, as kubelet does (CreateContainerConfigError), up to the timeout.
 
 use std::time::Duration;
 
@@ -47,7 +50,8 @@ fn rank(d: &Document) -> u8 {
             Storage::Volume(_) => 1,
             Storage::Claim(_) => 2,
         },
-        Object::Pod(_) => 3,
+        Object::Data(_) => 3,
+        Object::Pod(_) => 4,
     }
 }
 
@@ -67,6 +71,14 @@ pub fn apply(
     let mut started = Vec::new();
     for d in order {
         let (applied, pod_id) = match &d.object {
+            Object::Data(o) => {
+                let data = crate::configmap::ConfigData::new(&rt.options().data_root);
+                let applied = data.apply((**o).clone())?;
+                if applied == Applied::Configured {
+                    rt.refresh_projected(o.kind, &o.namespace, &o.name)?;
+                }
+                (applied, None)
+            }
             Object::Storage(s) => match &**s {
                 Storage::Class(c) => (vols.apply_class(c.clone())?, None),
                 Storage::Volume(v) => (vols.apply_volume(v.clone())?, None),
@@ -92,6 +104,7 @@ pub fn apply(
                         (Applied::Unchanged, Some(rec.id))
                     }
                     Err(crate::pod::Error::NotFound(_)) => {
+                        wait_for_references(rt, m, opts, &key)?;
                         let id = rt.run_pod(m, report).map_err(|e| naming(e, &key))?;
                         started.push((key, id.clone()));
                         (Applied::Created, Some(id))
@@ -115,6 +128,34 @@ pub fn apply(
         }
     }
     Ok(out)
+}
+
+/// Wait until the ConfigMaps, Secrets and keys pod `m` needs (those not `optional`) exist:
+/// up to the timeout, or not at all with `detach` (the pod is not made then).
+fn wait_for_references(
+    rt: &crate::pod::Runtime,
+    m: &crate::pod::PodManifest,
+    opts: &ApplyOptions,
+    key: &str,
+) -> Result<()> {
+    let data = crate::configmap::ConfigData::new(&rt.options().data_root);
+    let deadline = std::time::Instant::now() + opts.timeout;
+    loop {
+        let Some(missing) = crate::configmap::resolve::missing(&data, m) else {
+            return Ok(());
+        };
+        if opts.detach || std::time::Instant::now() >= deadline {
+            let waited = if opts.detach {
+                String::new()
+            } else {
+                format!(" (waited {} s)", opts.timeout.as_secs())
+            };
+            return Err(Error::Invalid(format!(
+                "pod {key}: CreateContainerConfigError: {missing}{waited}"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// A pod's error, naming the pod unless it does already.

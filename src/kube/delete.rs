@@ -1,5 +1,5 @@
-//! `berth kube delete`: the objects of a file in the reverse of apply's order (pods, claims,
-//! volumes, classes), or one by kind and name. A pod is stopped with its grace period first.
+//! `berth kube delete`: the objects of a file in the reverse of apply's order (pods,
+//! ConfigMaps and Secrets, claims, volumes, classes), or one by kind and name. A pod is stopped with its grace period first.
 
 use super::{Document, Kind, Object, Result};
 use crate::volume::Volumes;
@@ -23,6 +23,10 @@ pub fn delete_named(
         Kind::PersistentVolumeClaim => vols.delete_claim(namespace, name)?,
         Kind::PersistentVolume => vols.delete_volume(name)?,
         Kind::StorageClass => vols.delete_class(name)?,
+        Kind::ConfigMap | Kind::Secret => {
+            let data = crate::configmap::ConfigData::new(&rt.options().data_root);
+            data.delete(kind.data_kind().expect("a data kind"), namespace, name)?
+        }
     }
     Ok(format!("{}/{name}", kind.singular()))
 }
@@ -36,6 +40,7 @@ pub fn delete(
 ) -> Vec<(String, Result<()>)> {
     let rank = |d: &Document| match &d.object {
         Object::Pod(_) => 0,
+        Object::Data(_) => 1,
         Object::Storage(s) => match **s {
             Storage::Claim(_) => 1,
             Storage::Volume(_) => 2,

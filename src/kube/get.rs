@@ -16,6 +16,8 @@ pub enum Kind {
     PersistentVolume,
     PersistentVolumeClaim,
     StorageClass,
+    ConfigMap,
+    Secret,
 }
 
 impl Kind {
@@ -28,6 +30,8 @@ impl Kind {
                 Kind::PersistentVolumeClaim
             }
             "storageclasses" | "storageclass" | "sc" => Kind::StorageClass,
+            "configmaps" | "configmap" | "cm" => Kind::ConfigMap,
+            "secrets" | "secret" => Kind::Secret,
             _ => return None,
         })
     }
@@ -39,6 +43,8 @@ impl Kind {
             "PersistentVolume" => Kind::PersistentVolume,
             "PersistentVolumeClaim" => Kind::PersistentVolumeClaim,
             "StorageClass" => Kind::StorageClass,
+            "ConfigMap" => Kind::ConfigMap,
+            "Secret" => Kind::Secret,
             _ => return None,
         })
     }
@@ -56,6 +62,8 @@ impl Kind {
             Kind::PersistentVolume => "persistentvolume",
             Kind::PersistentVolumeClaim => "persistentvolumeclaim",
             Kind::StorageClass => "storageclass",
+            Kind::ConfigMap => "configmap",
+            Kind::Secret => "secret",
         }
     }
 
@@ -65,12 +73,26 @@ impl Kind {
             Kind::PersistentVolume => "PersistentVolume",
             Kind::PersistentVolumeClaim => "PersistentVolumeClaim",
             Kind::StorageClass => "StorageClass",
+            Kind::ConfigMap => "ConfigMap",
+            Kind::Secret => "Secret",
         }
     }
 
-    /// Namespaced kinds (pods, claims).
+    /// Namespaced kinds (pods, claims, ConfigMaps, Secrets).
     pub fn namespaced(self) -> bool {
-        matches!(self, Kind::Pod | Kind::PersistentVolumeClaim)
+        matches!(
+            self,
+            Kind::Pod | Kind::PersistentVolumeClaim | Kind::ConfigMap | Kind::Secret
+        )
+    }
+
+    /// The ConfigMap/Secret kind of the configmap module.
+    pub fn data_kind(self) -> Option<crate::configmap::DataKind> {
+        match self {
+            Kind::ConfigMap => Some(crate::configmap::DataKind::ConfigMap),
+            Kind::Secret => Some(crate::configmap::DataKind::Secret),
+            _ => None,
+        }
     }
 }
 
@@ -121,19 +143,64 @@ pub enum Listing {
     Objects(Vec<Value>),
 }
 
+/// How `get` shows objects.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Show {
+    /// kubectl's `-o wide` columns.
+    pub wide: bool,
+    /// The objects (`-o json|yaml`), not a table.
+    pub objects: bool,
+    /// A Secret's values (hidden otherwise).
+    pub secrets: bool,
+}
+
 /// List objects of `kind` (one, if `name` is given) in `namespace` (None: all namespaces),
-/// as a table (`wide` adds columns) or as objects.
+/// as a table or as objects.
 pub fn get(
     rt: &crate::pod::Runtime,
     vols: &Volumes,
     kind: Kind,
     name: Option<&str>,
     namespace: Option<&str>,
-    wide: bool,
-    objects: bool,
+    show: Show,
 ) -> Result<Listing> {
+    let (wide, objects) = (show.wide, show.objects);
     let keep = |n: &str| name.is_none_or(|w| w == n);
     let (rows, objs) = match kind {
+        Kind::ConfigMap | Kind::Secret => {
+            let dk = kind.data_kind().expect("a data kind");
+            let data = crate::configmap::ConfigData::new(&rt.options().data_root);
+            let list: Vec<_> = data
+                .list(dk, namespace)?
+                .into_iter()
+                .filter(|o| keep(&o.name))
+                .collect();
+            let mut head = vec!["NAME".to_string()];
+            if kind == Kind::Secret {
+                head.push("TYPE".into());
+            }
+            head.extend(["DATA".into(), "AGE".into()]);
+            if namespace.is_none() {
+                head.insert(0, "NAMESPACE".into());
+            }
+            let mut rows = vec![head];
+            for o in &list {
+                let mut r = vec![o.name.clone()];
+                if kind == Kind::Secret {
+                    r.push(o.secret_type.clone());
+                }
+                r.extend([o.data.len().to_string(), age(&o.created)]);
+                if namespace.is_none() {
+                    r.insert(0, o.namespace.clone());
+                }
+                rows.push(r);
+            }
+            let objs = list
+                .iter()
+                .map(|o| crate::configmap::manifest::to_value(o, show.secrets))
+                .collect();
+            (rows, objs)
+        }
         Kind::Pod => {
             let mut pods = Vec::new();
             for p in rt.list_pods()? {

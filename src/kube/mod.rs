@@ -1,8 +1,8 @@
 //! `berth kube`: multi-document Kubernetes YAML (or JSON) of several kinds — Pods,
-//! PersistentVolumes, PersistentVolumeClaims, StorageClasses — applied, listed and deleted
-//! as kubectl users expect, on one node. `apply` creates in dependency order (classes,
-//! volumes, claims, then pods); `get` prints kubectl's tables or the objects; `delete`
-//! removes in the reverse order.
+//! PersistentVolumes, PersistentVolumeClaims, StorageClasses, ConfigMaps, Secrets — applied,
+//! listed and deleted as kubectl users expect, on one node. `apply` creates in dependency
+//! order (classes, volumes, claims, ConfigMaps and Secrets, then pods); `get` prints
+//! kubectl's tables or the objects; `delete` removes in the reverse order.
 
 mod apply;
 mod delete;
@@ -13,7 +13,7 @@ use serde_json::Value;
 
 pub use apply::{ApplyOptions, Outcome, apply};
 pub use delete::{delete, delete_named};
-pub use get::{Kind, Listing, get};
+pub use get::{Kind, Listing, Show, get};
 
 use crate::pod::PodManifest;
 use crate::volume::manifest::Object as Storage;
@@ -30,6 +30,12 @@ pub enum Error {
     Volume(#[from] crate::volume::Error),
 }
 
+impl From<crate::image::Error> for Error {
+    fn from(e: crate::image::Error) -> Self {
+        Error::Pod(e.into())
+    }
+}
+
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// One object of a file.
@@ -37,6 +43,8 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub enum Object {
     Pod(Box<PodManifest>),
     Storage(Box<Storage>),
+    /// A ConfigMap or Secret.
+    Data(Box<crate::configmap::Object>),
 }
 
 /// An object with where it came from.
@@ -83,7 +91,7 @@ pub fn parse(text: &str) -> Result<Vec<Document>> {
         let kind_name = v["kind"].as_str().unwrap_or_default().to_string();
         let kind = Kind::of_manifest(&kind_name).ok_or_else(|| {
             at(format!(
-                "kind: {kind_name:?} is not supported (Pod, PersistentVolume, PersistentVolumeClaim, StorageClass)"
+                "kind: {kind_name:?} is not supported (Pod, PersistentVolume, PersistentVolumeClaim, StorageClass, ConfigMap, Secret)"
             ))
         })?;
         let want_api = kind.api_version();
@@ -97,6 +105,10 @@ pub fn parse(text: &str) -> Result<Vec<Document>> {
             Kind::Pod => Object::Pod(Box::new(
                 crate::pod::manifest::pod_from_value(&v, 0).map_err(|e| at(inner(e)))?,
             )),
+            Kind::ConfigMap | Kind::Secret => Object::Data(Box::new(
+                crate::configmap::manifest::read(&v, kind.data_kind().expect("a data kind"))
+                    .map_err(|e| at(e.to_string()))?,
+            )),
             _ => Object::Storage(Box::new(
                 crate::volume::manifest::read(&v, &kind_name).map_err(|e| at(e.to_string()))?,
             )),
@@ -104,6 +116,7 @@ pub fn parse(text: &str) -> Result<Vec<Document>> {
         let (namespace, name) = match &object {
             Object::Pod(m) if m.pod.namespace.is_empty() => ("default".into(), m.pod.name.clone()),
             Object::Pod(m) => (m.pod.namespace.clone(), m.pod.name.clone()),
+            Object::Data(o) => (o.namespace.clone(), o.name.clone()),
             Object::Storage(s) => match &**s {
                 Storage::Claim(c) => (c.namespace.clone(), c.name.clone()),
                 Storage::Volume(x) => (String::new(), x.name.clone()),

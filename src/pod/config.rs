@@ -49,6 +49,10 @@ pub struct PodConfig {
     /// Kubernetes' attempt number of this sandbox (the CRI's metadata.attempt).
     #[serde(default)]
     pub attempt: u32,
+    /// Secrets of type `kubernetes.io/dockerconfigjson` of the pod's namespace whose
+    /// credentials pull its images (a manifest's `imagePullSecrets`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_pull_secrets: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,6 +104,14 @@ pub enum VolumeSource {
         read_only: bool,
         #[serde(default)]
         path: Option<PathBuf>,
+    },
+    /// Files from ConfigMaps, Secrets and the pod itself (`configMap`, `secret`,
+    /// `downwardAPI` and `projected` volumes), written at the pod's creation and rewritten
+    /// when a source changes; on a tmpfs when `tmpfs` (anything but a lone ConfigMap).
+    Projected {
+        sources: Vec<super::refs::Projection>,
+        default_mode: u32,
+        tmpfs: bool,
     },
 }
 
@@ -224,6 +236,10 @@ pub struct ContainerConfig {
     /// Join the PID namespace of this container of the pod (the CRI's TARGET mode).
     #[serde(default)]
     pub pid_target: Option<String>,
+    /// A manifest's environment with its references (resolved into `env`, and `$(VAR)`
+    /// expanded, when the container is made; the CRI's env is final and has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env_spec: Option<super::refs::EnvSpec>,
 }
 
 /// A host device node to create in a container.

@@ -34,6 +34,7 @@ pub mod manifest;
 pub(crate) mod monitor;
 mod names;
 pub(crate) mod net;
+mod refs;
 mod run;
 pub(crate) mod sandbox;
 pub(crate) mod spec;
@@ -52,6 +53,7 @@ pub use logs::LogQuery;
 pub use manifest::PodManifest;
 pub use monitor::hook;
 pub use net::cni::CniPaths;
+pub use refs::*;
 pub use sandbox::{NetworkSummary, PodStatus};
 pub use store::{ContainerRecord, ContainerState, ContainerStatus, PodRecord, PodState};
 

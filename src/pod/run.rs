@@ -18,7 +18,8 @@ impl Runtime {
         let mut seen = std::collections::HashSet::new();
         for c in &m.containers {
             if seen.insert((c.image.clone(), c.pull)) {
-                self.ensure_image(&c.image, c.pull, report)?;
+                let creds = self.pull_credentials(&m.pod, &c.image)?;
+                self.ensure_image_with(&c.image, c.pull, creds, report)?;
             }
         }
         let mut pod = m.pod.clone();
@@ -64,6 +65,14 @@ impl Runtime {
             let _ = super::store::write_json(&self.pod_dir(&id).manifest(), &m.source);
         }
         let r = (|| -> Result<()> {
+            // ConfigMap, Secret and downward API files, before any container
+            let rec = self.find_pod(&id)?;
+            let resources = m
+                .containers
+                .iter()
+                .map(|c| (c.name.clone(), c.resources.clone()))
+                .collect();
+            self.project_volumes(&rec, &resources, &|_| true)?;
             let mut inits = Vec::new();
             let mut apps = Vec::new();
             for c in &m.containers {

@@ -10,7 +10,7 @@ use super::error::{Error, Result};
 use super::model::*;
 use crate::pod::manifest::schema::{self, Shape, Shape::*};
 
-const META: Shape = Obj(&[
+pub(crate) const META: Shape = Obj(&[
     ("name", Scalar),
     ("namespace", Scalar),
     ("uid", Scalar),
@@ -117,7 +117,7 @@ impl Object {
     }
 }
 
-fn check(v: &Value, shape: &Shape) -> Result<()> {
+pub(crate) fn check(v: &Value, shape: &Shape) -> Result<()> {
     schema::check(v, shape, "").map_err(|e| match e {
         crate::pod::Error::Manifest(m) => Error::Invalid(m),
         other => Error::Invalid(other.to_string()),
@@ -130,7 +130,7 @@ fn str_at<'a>(v: &'a Value, path: &str) -> Option<&'a str> {
         .and_then(Value::as_str)
 }
 
-fn string(v: &Value, path: &str) -> Result<Option<String>> {
+pub(crate) fn string(v: &Value, path: &str) -> Result<Option<String>> {
     match path.split('.').try_fold(v, |v, k| v.get(k)) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -138,7 +138,7 @@ fn string(v: &Value, path: &str) -> Result<Option<String>> {
     }
 }
 
-fn map(v: &Value, path: &str) -> BTreeMap<String, String> {
+pub(crate) fn map(v: &Value, path: &str) -> BTreeMap<String, String> {
     path.split('.')
         .try_fold(v, |v, k| v.get(k))
         .and_then(Value::as_object)
@@ -150,7 +150,7 @@ fn map(v: &Value, path: &str) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-fn name_of(v: &Value) -> Result<String> {
+pub(crate) fn name_of(v: &Value) -> Result<String> {
     let n = string(v, "metadata.name")?
         .ok_or_else(|| Error::Invalid("metadata.name: required".into()))?;
     check_name(&n, "metadata.name")?;

@@ -22,6 +22,7 @@ mod volumes;
 
 use std::path::Path;
 
+pub(crate) use error::io as error_io;
 pub use error::{Error, Result};
 pub use model::*;
 pub use pods::Use;

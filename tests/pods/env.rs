@@ -180,6 +180,47 @@ impl PodEnv {
         f
     }
 
+    /// `berth kube apply -f` of `yaml`; returns its stdout.
+    pub fn apply(&self, yaml: &str) -> String {
+        let f = self.file(yaml);
+        self.ok(&["kube", "apply", "-f", f.to_str().unwrap()])
+    }
+
+    /// `berth kube apply -f` of `yaml` that must fail; returns its stderr.
+    pub fn apply_fails(&self, yaml: &str) -> String {
+        let f = self.file(yaml);
+        self.fails(&["kube", "apply", "-f", f.to_str().unwrap()])
+    }
+
+    /// `berth kube get ARGS -o json`.
+    pub fn get_json(&self, args: &[&str]) -> Value {
+        let mut a = vec!["kube", "get"];
+        a.extend(args);
+        a.extend(["-o", "json"]);
+        serde_json::from_str(&self.ok(&a)).unwrap()
+    }
+
+    /// The ID of the pod named `name`.
+    pub fn pod_id(&self, name: &str) -> String {
+        self.inspect(name)["id"].as_str().unwrap().to_string()
+    }
+
+    /// The pod's logs once they contain `want` (20 s at most).
+    pub fn log_until(&self, name: &str, want: &str) -> String {
+        let t = std::time::Instant::now();
+        loop {
+            let l = self.ok(&["pod", "logs", name]);
+            if l.contains(want) {
+                return l;
+            }
+            assert!(
+                t.elapsed() < std::time::Duration::from_secs(20),
+                "{want:?} never in: {l}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     pub fn inspect(&self, pod: &str) -> Value {
         serde_json::from_str(&self.ok(&["pod", "inspect", pod])).unwrap()
     }

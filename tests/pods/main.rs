@@ -11,6 +11,7 @@ mod env;
 mod harness;
 
 mod cli;
+mod config;
 mod crash;
 mod example;
 mod failures;

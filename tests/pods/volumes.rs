@@ -7,32 +7,12 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
-
-use serde_json::Value;
 
 use super::env::*;
 
 /// The volumes directory of a test world's data root.
 fn vols(e: &PodEnv) -> PathBuf {
     e.dir.join("data/volumes")
-}
-
-fn apply(e: &PodEnv, yaml: &str) -> String {
-    let f = e.file(yaml);
-    e.ok(&["kube", "apply", "-f", f.to_str().unwrap()])
-}
-
-fn apply_fails(e: &PodEnv, yaml: &str) -> String {
-    let f = e.file(yaml);
-    e.fails(&["kube", "apply", "-f", f.to_str().unwrap()])
-}
-
-fn get(e: &PodEnv, args: &[&str]) -> Value {
-    let mut a = vec!["kube", "get"];
-    a.extend(args);
-    a.extend(["-o", "json"]);
-    serde_json::from_str(&e.ok(&a)).unwrap()
 }
 
 fn claim(name: &str, size: &str, extra: &str) -> String {
@@ -47,26 +27,6 @@ fn pod(e: &PodEnv, name: &str, claim: &str, read_only: bool, script: &str) -> St
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  restartPolicy: Never\n  hostNetwork: true\n  volumes: [{{name: d, persistentVolumeClaim: {{claimName: {claim}, readOnly: {read_only}}}}}]\n  containers: [{{name: c, image: {}, command: [sh, -c, {script:?}], volumeMounts: [{{name: d, mountPath: /data}}]}}]\n",
         e.image("base")
     )
-}
-
-fn pod_id(e: &PodEnv, name: &str) -> String {
-    e.inspect(name)["id"].as_str().unwrap().to_string()
-}
-
-/// Wait until the log of pod `name` contains `want`; returns it.
-fn log_until(e: &PodEnv, name: &str, want: &str) -> String {
-    let t = Instant::now();
-    loop {
-        let l = e.ok(&["pod", "logs", name]);
-        if l.contains(want) {
-            return l;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "{want:?} never in: {l}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Loop devices backed by files under `dir`.
@@ -103,8 +63,8 @@ fn assert_no_volumes(e: &PodEnv) {
 #[test]
 fn a_claims_size_is_enforced_and_its_image_allocated_in_full() {
     let e = PodEnv::new("vol-size");
-    apply(&e, &claim("data", "64Mi", ""));
-    let c = get(&e, &["pvc", "data"]);
+    e.apply(&claim("data", "64Mi", ""));
+    let c = e.get_json(&["pvc", "data"]);
     assert_eq!(c["status"]["phase"], "Bound", "{c}");
     let pv = c["spec"]["volumeName"].as_str().unwrap().to_string();
     // allocated in full: every block of the image is on disk
@@ -112,9 +72,7 @@ fn a_claims_size_is_enforced_and_its_image_allocated_in_full() {
     let m = fs::metadata(&img).unwrap();
     // (st_blocks may count one more block: the host file system's extent tree)
     assert!(m.blocks() * 512 >= m.len(), "the image has holes: {m:?}");
-    apply(
-        &e,
-        &pod(
+    e.apply(&pod(
             &e,
             "fill",
             "data",
@@ -122,7 +80,7 @@ fn a_claims_size_is_enforced_and_its_image_allocated_in_full() {
             "df -k /data | tail -1; dd if=/dev/zero of=/data/big bs=1M count=100 2>&1; echo rc=$?; sleep 1000",
         ),
     );
-    let l = log_until(&e, "fill", "rc=");
+    let l = e.log_until("fill", "rc=");
     assert!(
         l.contains("No space left on device") && !l.contains("rc=0"),
         "{l}"
@@ -143,7 +101,7 @@ fn a_claims_size_is_enforced_and_its_image_allocated_in_full() {
     );
     // seen from the host: mounted ext4 on a loop device
     assert_eq!(loops_under(&vols(&e)).len(), 1);
-    let id = pod_id(&e, "fill");
+    let id = e.pod_id("fill");
     e.ok(&["pod", "rm", "-f", &id]);
     // no pod uses it: detached
     assert_eq!(loops_under(&vols(&e)), Vec::<String>::new());
@@ -164,55 +122,49 @@ fn data_outlives_pods_and_a_reboot_and_rwop_and_readonly_hold() {
         "--access-mode",
         "ReadWriteOncePod",
     ]);
-    apply(
+    e.apply(&pod(
         &e,
-        &pod(
-            &e,
-            "w",
-            "keep",
-            false,
-            "echo hello > /data/f && echo wrote; sleep 1000",
-        ),
-    );
-    log_until(&e, "w", "wrote");
+        "w",
+        "keep",
+        false,
+        "echo hello > /data/f && echo wrote; sleep 1000",
+    ));
+    e.log_until("w", "wrote");
     // ReadWriteOncePod: a second pod is refused, naming the claim and the holder
-    let err = apply_fails(&e, &pod(&e, "w2", "keep", false, "sleep 1000"));
+    let err = e.apply_fails(&pod(&e, "w2", "keep", false, "sleep 1000"));
     assert!(
         err.contains("persistentvolumeclaim default/keep") && err.contains("default/w"),
         "{err}"
     );
-    e.ok(&["pod", "rm", "-f", &pod_id(&e, "w")]);
+    e.ok(&["pod", "rm", "-f", &e.pod_id("w")]);
     // the next pod reads it
-    apply(
+    e.apply(&pod(
         &e,
-        &pod(
-            &e,
-            "r",
-            "keep",
-            true,
-            "cat /data/f; touch /data/x 2>&1; sleep 1000",
-        ),
-    );
-    let l = log_until(&e, "r", "Read-only");
+        "r",
+        "keep",
+        true,
+        "cat /data/f; touch /data/x 2>&1; sleep 1000",
+    ));
+    let l = e.log_until("r", "Read-only");
     assert!(l.contains("hello"), "{l}");
-    e.ok(&["pod", "rm", "-f", &pod_id(&e, "r")]);
+    e.ok(&["pod", "rm", "-f", &e.pod_id("r")]);
     // a simulated reboot: whatever is mounted or attached goes behind berth's back
-    apply(&e, &pod(&e, "r2", "keep", false, "sleep 1000"));
+    e.apply(&pod(&e, "r2", "keep", false, "sleep 1000"));
     for m in super::harness::mounts_under(&vols(&e)).iter().rev() {
         nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH).unwrap();
     }
-    e.ok(&["pod", "rm", "-f", &pod_id(&e, "r2")]);
+    e.ok(&["pod", "rm", "-f", &e.pod_id("r2")]);
     for l in loops_under(&vols(&e)) {
         let _ = std::process::Command::new("losetup")
             .args(["-d", &format!("/dev/{l}")])
             .status();
     }
-    apply(&e, &pod(&e, "r3", "keep", false, "cat /data/f; sleep 1000"));
-    log_until(&e, "r3", "hello");
+    e.apply(&pod(&e, "r3", "keep", false, "cat /data/f; sleep 1000"));
+    e.log_until("r3", "hello");
     // in use: not removed
     let err = e.fails(&["volume", "rm", "keep"]);
     assert!(err.contains("in use by pod default/r3"), "{err}");
-    e.ok(&["pod", "rm", "-f", &pod_id(&e, "r3")]);
+    e.ok(&["pod", "rm", "-f", &e.pod_id("r3")]);
     let ls = e.ok(&["volume", "ls"]);
     assert!(
         ls.contains("keep") && ls.contains("32Mi") && ls.contains("default/keep"),
@@ -226,53 +178,48 @@ fn data_outlives_pods_and_a_reboot_and_rwop_and_readonly_hold() {
 fn reclaim_policies_and_protection_while_in_use() {
     let e = PodEnv::new("vol-reclaim");
     // a volume made by hand keeps its data (Retain): Released, then released by an admin
-    apply(
-        &e,
-        "apiVersion: v1\nkind: PersistentVolume\nmetadata: {name: manual, labels: {tier: gold}}\nspec:\n  capacity: {storage: 32Mi}\n  accessModes: [ReadWriteOnce]\n  storageClassName: \"\"\n  csi: {driver: berth.io/local, volumeHandle: manual, volumeAttributes: {backend: loopfile, fsType: ext4}}\n",
+    e.apply("apiVersion: v1\nkind: PersistentVolume\nmetadata: {name: manual, labels: {tier: gold}}\nspec:\n  capacity: {storage: 32Mi}\n  accessModes: [ReadWriteOnce]\n  storageClassName: \"\"\n  csi: {driver: berth.io/local, volumeHandle: manual, volumeAttributes: {backend: loopfile, fsType: ext4}}\n",
     );
-    apply(
-        &e,
-        &claim(
-            "gold",
-            "16Mi",
-            "  storageClassName: \"\"\n  selector: {matchLabels: {tier: gold}}\n",
-        ),
-    );
-    let c = get(&e, &["pvc", "gold"]);
+    e.apply(&claim(
+        "gold",
+        "16Mi",
+        "  storageClassName: \"\"\n  selector: {matchLabels: {tier: gold}}\n",
+    ));
+    let c = e.get_json(&["pvc", "gold"]);
     assert_eq!(c["spec"]["volumeName"], "manual", "{c}");
     // protection: deleting a claim a pod uses marks it, the pod keeps it
-    apply(
+    e.apply(&pod(
         &e,
-        &pod(&e, "user", "gold", false, "echo kept > /data/f; sleep 1000"),
-    );
-    log_until(&e, "user", "");
+        "user",
+        "gold",
+        false,
+        "echo kept > /data/f; sleep 1000",
+    ));
+    e.log_until("user", "");
     e.ok(&["kube", "delete", "pvc", "gold"]);
     let table = e.ok(&["kube", "get", "pvc"]);
     assert!(
         table.contains("gold") && table.contains("Terminating"),
         "{table}"
     );
-    e.ok(&["pod", "rm", "-f", &pod_id(&e, "user")]);
+    e.ok(&["pod", "rm", "-f", &e.pod_id("user")]);
     let err = e.fails(&["kube", "get", "pvc", "gold"]);
     assert!(err.contains("not found"), "{err}");
-    let pv = get(&e, &["pv", "manual"]);
+    let pv = e.get_json(&["pv", "manual"]);
     assert_eq!(pv["status"]["phase"], "Released", "{pv}");
     assert!(
         vols(&e).join("data/manual.img").exists(),
         "Retain lost the data"
     );
     // not bound again until released
-    apply(&e, &claim("again", "16Mi", "  storageClassName: \"\"\n"));
-    assert_eq!(get(&e, &["pvc", "again"])["status"]["phase"], "Pending");
+    e.apply(&claim("again", "16Mi", "  storageClassName: \"\"\n"));
+    assert_eq!(e.get_json(&["pvc", "again"])["status"]["phase"], "Pending");
     e.ok(&["volume", "release", "manual"]);
-    let c = get(&e, &["pvc", "again"]);
+    let c = e.get_json(&["pvc", "again"]);
     assert_eq!(c["status"]["phase"], "Bound", "{c}");
-    apply(
-        &e,
-        &pod(&e, "back", "again", false, "cat /data/f; sleep 1000"),
-    );
-    log_until(&e, "back", "kept");
-    e.ok(&["pod", "rm", "-f", &pod_id(&e, "back")]);
+    e.apply(&pod(&e, "back", "again", false, "cat /data/f; sleep 1000"));
+    e.log_until("back", "kept");
+    e.ok(&["pod", "rm", "-f", &e.pod_id("back")]);
     e.ok(&["kube", "delete", "pvc", "again"]);
     e.ok(&["kube", "delete", "pv", "manual"]);
     // Retain: deleting the volume keeps its image (applying it again finds it)
@@ -289,7 +236,7 @@ fn apply_is_idempotent_and_refuses_pod_changes_and_bad_input() {
         claim("late", "16Mi", "  storageClassName: later\n"),
         pod(&e, "app", "late", false, "sleep 1000")
     );
-    let out = apply(&e, &file);
+    let out = e.apply(&file);
     // classes first, the claim (bound for its first consumer), the pod last
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(
@@ -301,11 +248,11 @@ fn apply_is_idempotent_and_refuses_pod_changes_and_bad_input() {
         ],
         "{out}"
     );
-    assert_eq!(get(&e, &["pvc", "late"])["status"]["phase"], "Bound");
-    let again = apply(&e, &file);
+    assert_eq!(e.get_json(&["pvc", "late"])["status"]["phase"], "Bound");
+    let again = e.apply(&file);
     assert!(again.lines().all(|l| l.ends_with("unchanged")), "{again}");
     let changed = file.replace("sleep 1000", "sleep 999");
-    let err = apply_fails(&e, &changed);
+    let err = e.apply_fails(&changed);
     assert!(
         err.contains("pod default/app") && err.contains("spec.containers[0].command"),
         "{err}"
@@ -334,12 +281,12 @@ fn apply_is_idempotent_and_refuses_pod_changes_and_bad_input() {
         ),
         (format!("{}---\n{}", claim("x", "1Gi", ""), claim("x", "2Gi", "")), "already document 1"),
     ] {
-        let err = apply_fails(&e, &yaml);
+        let err = e.apply_fails(&yaml);
         assert!(err.contains(want), "{yaml}\n→ {err}");
     }
     // a claim naming a class that does not exist stays Pending, saying so
-    apply(&e, &claim("orphan", "1Gi", "  storageClassName: gold\n"));
-    let c = get(&e, &["pvc", "orphan"]);
+    e.apply(&claim("orphan", "1Gi", "  storageClassName: gold\n"));
+    let c = e.get_json(&["pvc", "orphan"]);
     assert!(
         c["status"]["reason"]
             .as_str()
@@ -369,7 +316,7 @@ fn a_provisioning_killed_anywhere_leaves_no_half_volume() {
         assert_eq!(out.status.signal(), Some(9), "{point}: not killed");
         // the next command repairs; a claim left Pending binds to what was recorded, or
         // provisions again
-        let c = get(&e, &["pvc", "cut"]);
+        let c = e.get_json(&["pvc", "cut"]);
         let pvs = fs::read_dir(vols(&e).join("pvs"))
             .map(|r| r.count())
             .unwrap_or(0);
@@ -393,7 +340,7 @@ fn a_hundred_volumes_attached_at_once() {
         text.push_str(&claim(&format!("c{i}"), "32Mi", ""));
         text.push_str("---\n");
     }
-    apply(&e, &text);
+    e.apply(&text);
     // 20 pods of 5 claims each, started at once
     std::thread::scope(|s| {
         for p in 0..20 {
@@ -409,7 +356,7 @@ fn a_hundred_volumes_attached_at_once() {
                     "apiVersion: v1\nkind: Pod\nmetadata: {{name: p{p}}}\nspec:\n  hostNetwork: true\n  volumes: [{vols}]\n  containers: [{{name: c, image: {}, command: [sleep, \"1000\"], volumeMounts: [{mounts}]}}]\n",
                     e.image("base")
                 );
-                apply(e, &yaml);
+                e.apply(&yaml);
             });
         }
     });

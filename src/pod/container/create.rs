@@ -19,12 +19,30 @@ impl Runtime {
         policy: PullPolicy,
         report: &mut dyn FnMut(&str),
     ) -> Result<String> {
+        self.ensure_image_with(image, policy, None, report)
+    }
+
+    /// [`Runtime::ensure_image`] with these credentials (a pod's `imagePullSecrets`).
+    pub fn ensure_image_with(
+        &self,
+        image: &str,
+        policy: PullPolicy,
+        creds: Option<crate::image::registry::Credentials>,
+        report: &mut dyn FnMut(&str),
+    ) -> Result<String> {
         let have = self.images.resolve(image).ok();
         match (policy, have) {
             (PullPolicy::Never, None) => Err(Error::NotFound(format!(
                 "image {image} (imagePullPolicy Never)"
             ))),
             (PullPolicy::Never | PullPolicy::IfNotPresent, Some((name, _))) => Ok(name),
+            _ if creds.is_some() => {
+                let opts = crate::image::PullOptions {
+                    creds,
+                    ..self.opts.pull.clone()
+                };
+                Ok(self.images.pull(image, &opts, report)?)
+            }
             _ => Ok(self.images.pull(image, &self.opts.pull, report)?),
         }
     }
@@ -105,7 +123,9 @@ impl Runtime {
                         .and_then(|c| c.stop_signal().clone())
                 })
                 .unwrap_or_else(|| "SIGTERM".into());
-            let rec = ContainerRecord {
+            // the environment from ConfigMaps, Secrets and the pod: into config.json only
+            let (resolved, skipped) = self.resolve_container(&prec, cfg)?;
+            let mut rec = ContainerRecord {
                 version: store::VERSION,
                 id: id.clone(),
                 pod_id: prec.id.clone(),
@@ -126,8 +146,28 @@ impl Runtime {
                 )));
             }
             let base = crate::oci::spec::load(&bundle).map_err(crate::oci::Error::config)?;
-            let spec = crate::pod::spec::build(base, &prec, &dir, &rec, &image_cfg, pause)?;
+            let for_spec = ContainerRecord {
+                config: resolved,
+                ..rec.clone()
+            };
+            let spec = crate::pod::spec::build(base, &prec, &dir, &for_spec, &image_cfg, pause)?;
             write_json(&bundle.join("config.json"), &spec)?;
+            if cfg.env_spec.is_some() {
+                // it may hold Secret values
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(
+                    bundle.join("config.json"),
+                    fs::Permissions::from_mode(0o600),
+                )
+                .map_err(io("set config.json's mode"))?;
+            }
+            if !skipped.is_empty() {
+                // kubelet's event, kept where `pod inspect` shows it
+                rec.config.annotations.insert(
+                    "berth.io/envfrom-skipped".into(),
+                    format!("invalid variable names: {}", skipped.join(", ")),
+                );
+            }
             crate::fault::point("container-create:spec");
             write_json(&cdir.record(), &rec)
         })();

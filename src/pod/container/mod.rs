@@ -7,6 +7,7 @@ pub mod attach;
 pub mod create;
 pub mod exec;
 pub mod logs;
+pub mod project;
 pub mod remove;
 pub mod start;
 pub mod stats;

@@ -269,7 +269,12 @@ fn container(
     Ok((cfg, host))
 }
 
-pub(super) fn convert(p: Pod) -> Result<PodManifest> {
+/// `projected`: the volumes that take files from ConfigMaps, Secrets or the pod, by index
+/// (read by `refs`).
+pub(super) fn convert(
+    p: Pod,
+    projected: &std::collections::BTreeMap<usize, VolumeSource>,
+) -> Result<PodManifest> {
     let err = |path: &str, m: String| Error::Manifest(format!("{path}: {m}"));
     if p.api_version != "v1" {
         return Err(err(
@@ -318,6 +323,19 @@ pub(super) fn convert(p: Pod) -> Result<PodManifest> {
                 &format!("{path}.name"),
                 format!("{:?} is defined twice", v.name),
             ));
+        }
+        if let Some(src) = projected.get(&i) {
+            let others = v.empty_dir.is_some()
+                || v.host_path.is_some()
+                || v.persistent_volume_claim.is_some();
+            if others {
+                return Err(err(&path, "needs exactly one volume source".into()));
+            }
+            volumes.push(Volume {
+                name: v.name.clone(),
+                source: src.clone(),
+            });
+            continue;
         }
         let source = match (&v.empty_dir, &v.host_path) {
             (None, None) if v.persistent_volume_claim.is_some() => {
@@ -384,7 +402,7 @@ pub(super) fn convert(p: Pod) -> Result<PodManifest> {
             _ => {
                 return Err(err(
                     &path,
-                    "needs exactly one of emptyDir, hostPath and persistentVolumeClaim".into(),
+                    "needs exactly one of emptyDir, hostPath, persistentVolumeClaim, configMap, secret, downwardAPI and projected".into(),
                 ));
             }
         };
@@ -493,6 +511,11 @@ pub(super) fn convert(p: Pod) -> Result<PodManifest> {
         volumes,
         termination_grace_seconds: spec.termination_grace_period_seconds.unwrap_or(30),
         restart_policy,
+        image_pull_secrets: spec
+            .image_pull_secrets
+            .into_iter()
+            .map(|s| s.name)
+            .collect(),
         ..Default::default()
     };
     Ok(PodManifest {

@@ -38,6 +38,7 @@ pub(super) struct Spec {
     pub(super) volumes: Vec<K8sVolume>,
     pub(super) termination_grace_period_seconds: Option<u64>,
     pub(super) restart_policy: Option<String>,
+    pub(super) image_pull_secrets: Vec<NameValue>,
 }
 
 #[derive(Deserialize, Default)]

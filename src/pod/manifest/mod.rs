@@ -10,6 +10,7 @@
 
 mod convert;
 mod k8s;
+mod refs;
 pub(crate) mod schema;
 #[cfg(test)]
 mod tests;
@@ -47,7 +48,22 @@ pub fn pod_from_value(v: &Value, doc: usize) -> Result<PodManifest> {
     schema::check(v, &schema::POD, "").map_err(|e| at(inner(e)))?;
     let pod: k8s::Pod = serde_path_to_error::deserialize(v)
         .map_err(|e| at(format!("{}: {}", e.path(), e.inner())))?;
-    let mut m = convert::convert(pod).map_err(|e| at(inner(e)))?;
+    let projected = refs::volumes(v).map_err(|e| at(inner(e)))?;
+    let mut m = convert::convert(pod, &projected).map_err(|e| at(inner(e)))?;
+    // every container's environment, with its references (init containers first, as
+    // convert lists them)
+    let spec = &v["spec"];
+    let listed = ["initContainers", "containers"].into_iter().flat_map(|k| {
+        spec[k]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .map(move |(i, c)| (format!("spec.{k}[{i}]"), c))
+    });
+    for ((path, c), cfg) in listed.zip(m.containers.iter_mut()) {
+        cfg.env_spec = Some(refs::env(c, &path).map_err(|e| at(inner(e)))?);
+    }
     m.source = v.clone();
     Ok(m)
 }

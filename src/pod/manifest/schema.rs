@@ -19,6 +19,45 @@ pub(crate) enum Shape {
 use Shape::*;
 
 const STRS: Shape = List(&Scalar);
+const FIELD_REF: Shape = Obj(&[("apiVersion", Scalar), ("fieldPath", Scalar)]);
+const RESOURCE_REF: Shape = Obj(&[
+    ("containerName", Scalar),
+    ("resource", Scalar),
+    ("divisor", Scalar),
+]);
+const KEY_REF: Shape = Obj(&[("name", Scalar), ("key", Scalar), ("optional", Scalar)]);
+const NAME_REF: Shape = Obj(&[("name", Scalar), ("optional", Scalar)]);
+const ITEMS: Shape = List(&Obj(&[("key", Scalar), ("path", Scalar), ("mode", Scalar)]));
+const DOWNWARD_ITEMS: Shape = List(&Obj(&[
+    ("path", Scalar),
+    ("fieldRef", FIELD_REF),
+    ("resourceFieldRef", RESOURCE_REF),
+    ("mode", Scalar),
+]));
+const CONFIGMAP_SOURCE: Shape = Obj(&[
+    ("name", Scalar),
+    ("items", ITEMS),
+    ("defaultMode", Scalar),
+    ("optional", Scalar),
+]);
+const SECRET_SOURCE: Shape = Obj(&[
+    ("secretName", Scalar),
+    ("items", ITEMS),
+    ("defaultMode", Scalar),
+    ("optional", Scalar),
+]);
+const DOWNWARD_SOURCE: Shape = Obj(&[("items", DOWNWARD_ITEMS), ("defaultMode", Scalar)]);
+const PROJECTION: Shape = Obj(&[
+    (
+        "configMap",
+        Obj(&[("name", Scalar), ("items", ITEMS), ("optional", Scalar)]),
+    ),
+    (
+        "secret",
+        Obj(&[("name", Scalar), ("items", ITEMS), ("optional", Scalar)]),
+    ),
+    ("downwardAPI", Obj(&[("items", DOWNWARD_ITEMS)])),
+]);
 const RESOURCE_LIST: Shape = Obj(&[("cpu", Scalar), ("memory", Scalar)]);
 const CONTAINER: Shape = Obj(&[
     ("name", Scalar),
@@ -26,7 +65,30 @@ const CONTAINER: Shape = Obj(&[
     ("imagePullPolicy", Scalar),
     ("command", STRS),
     ("args", STRS),
-    ("env", List(&Obj(&[("name", Scalar), ("value", Scalar)]))),
+    (
+        "env",
+        List(&Obj(&[
+            ("name", Scalar),
+            ("value", Scalar),
+            (
+                "valueFrom",
+                Obj(&[
+                    ("configMapKeyRef", KEY_REF),
+                    ("secretKeyRef", KEY_REF),
+                    ("fieldRef", FIELD_REF),
+                    ("resourceFieldRef", RESOURCE_REF),
+                ]),
+            ),
+        ])),
+    ),
+    (
+        "envFrom",
+        List(&Obj(&[
+            ("prefix", Scalar),
+            ("configMapRef", NAME_REF),
+            ("secretRef", NAME_REF),
+        ])),
+    ),
     ("workingDir", Scalar),
     (
         "ports",
@@ -126,10 +188,18 @@ pub(super) const POD: Shape = Obj(&[
                         "persistentVolumeClaim",
                         Obj(&[("claimName", Scalar), ("readOnly", Scalar)]),
                     ),
+                    ("configMap", CONFIGMAP_SOURCE),
+                    ("secret", SECRET_SOURCE),
+                    ("downwardAPI", DOWNWARD_SOURCE),
+                    (
+                        "projected",
+                        Obj(&[("sources", List(&PROJECTION)), ("defaultMode", Scalar)]),
+                    ),
                 ])),
             ),
             ("terminationGracePeriodSeconds", Scalar),
             ("restartPolicy", Scalar),
+            ("imagePullSecrets", List(&Obj(&[("name", Scalar)]))),
         ]),
     ),
 ]);

@@ -97,7 +97,23 @@ fn unsupported_and_malformed_fields_are_named() {
         ),
         (
             "spec:\n  containers: [{name: a, image: x, env: [{name: A, valueFrom: {}}]}]",
-            "spec.containers[0].env[0].valueFrom: not supported",
+            "spec.containers[0].env[0].valueFrom: needs fieldRef or resourceFieldRef",
+        ),
+        (
+            "spec:\n  containers: [{name: a, image: x, env: [{name: A, valueFrom: {secretKeyRef: {name: s, key: k, extra: 1}}}]}]",
+            "spec.containers[0].env[0].valueFrom.secretKeyRef.extra: not supported",
+        ),
+        (
+            "spec:\n  volumes: [{name: v, configMap: {name: c, items: [{key: 'a b', path: p}]}}]\n  containers: [{name: a, image: x}]",
+            "spec.volumes[0].configMap.items[0].key",
+        ),
+        (
+            "spec:\n  volumes: [{name: v, secret: {secretName: s, defaultMode: 0778}}]\n  containers: [{name: a, image: x}]",
+            "spec.volumes[0].secret.defaultMode",
+        ),
+        (
+            "spec:\n  volumes: [{name: v, projected: {sources: [{}]}}]\n  containers: [{name: a, image: x}]",
+            "spec.volumes[0].projected.sources[0]: needs one of",
         ),
         (
             "spec:\n  containers: [{name: a, image: x, resources: {limits: {cpu: lots}}}]",

@@ -202,6 +202,16 @@ impl Runtime {
                         mount_tmpfs(&p, "tmpfs", &format!("mode=0777{size}"), false, &what, undo)?;
                     }
                 }
+                // its files are written before the first container is made (they may name
+                // the pod's containers), and rewritten when a source changes
+                VolumeSource::Projected { tmpfs, .. } => {
+                    let p = dir.volume(&v.name);
+                    fs::create_dir_all(&p).map_err(io(format!("create volume {}", v.name)))?;
+                    if *tmpfs {
+                        let what = format!("tmpfs for volume {}", v.name);
+                        mount_tmpfs(&p, "tmpfs", "mode=0755", false, &what, undo)?;
+                    }
+                }
                 VolumeSource::HostPath { path, kind } => host_path(path, kind, &v.name)?,
                 // attached before these steps (create_sandbox)
                 VolumeSource::Claim { .. } => {}

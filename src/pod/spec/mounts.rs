@@ -57,7 +57,9 @@ pub fn build(
     for m in &cfg.mounts {
         let src = source(pc, dir, cfg, &m.source)?;
         check_propagation(cfg, &src, &m.propagation, &host_mounts)?;
-        let mut b = bind(&src, &m.container_path, m.readonly, &m.propagation);
+        // ConfigMap, Secret and downward API files are read-only, as kubelet mounts them
+        let ro = m.readonly || projected(pc, &m.source);
+        let mut b = bind(&src, &m.container_path, ro, &m.propagation);
         // a claim mounted readOnly: read-only all the way down (mount_setattr, AT_RECURSIVE)
         if claim_read_only(pc, &m.source)
             && let Some(o) = b.options_mut()
@@ -74,6 +76,16 @@ pub fn build(
         None
     };
     Ok((mounts, propagation))
+}
+
+/// Is `s` a projected volume (ConfigMap, Secret, downward API)?
+fn projected(pc: &PodConfig, s: &MountSource) -> bool {
+    let MountSource::Volume { name, .. } = s else {
+        return false;
+    };
+    pc.volumes
+        .iter()
+        .any(|v| &v.name == name && matches!(v.source, VolumeSource::Projected { .. }))
 }
 
 /// Is `s` a volume from a claim the pod mounts read-only?
@@ -106,7 +118,7 @@ fn source(pc: &PodConfig, dir: &PodDir, cfg: &ContainerConfig, s: &MountSource) 
         .find(|v| &v.name == name)
         .ok_or_else(|| Error::Invalid(format!("container {}: no volume {name:?}", cfg.name)))?;
     let base = match &v.source {
-        VolumeSource::EmptyDir { .. } => dir.volume(name),
+        VolumeSource::EmptyDir { .. } | VolumeSource::Projected { .. } => dir.volume(name),
         VolumeSource::HostPath { path, .. } => path.clone(),
         VolumeSource::Claim { path: Some(p), .. } => p.clone(),
         VolumeSource::Claim { claim, .. } => {
