@@ -12,7 +12,7 @@ IMAGES := rootfs-fixtures/build/images
 DEBIAN_PACKAGES := busybox-static libseccomp-dev pkg-config runc crun hyperfine jq qemu-system-x86 cpio procps iproute2 util-linux time binutils podman conmon catatonit containerd \
 	docker-registry umoci skopeo apache2-utils zstd attr openssl musl-tools containernetworking-plugins iptables \
 	protobuf-compiler libprotobuf-dev golang-go golang-google-grpc-dev golang-github-docker-spdystream-dev \
-	netavark aardvark-dns gcc libc6-dev
+	netavark aardvark-dns gcc libc6-dev nftables e2fsprogs
 # (installed without their recommendations: each package berth's tests use is named here)
 
 .PHONY: all setup build fixtures demo test lint unit-and-integration test-clients test-fuzz fuzz test-release test-upgrade test-cgroupv2 hot-symbols bench clean

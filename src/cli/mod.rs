@@ -10,6 +10,7 @@ mod log;
 mod oci;
 mod pod;
 mod serve;
+mod service;
 mod volume;
 
 use std::path::PathBuf;
@@ -166,6 +167,12 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Services: ls, inspect (made by `berth kube apply`; `berth service --help`).
+    #[command(disable_help_flag = true)]
+    Service {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Serve the Kubernetes CRI (RuntimeService and ImageService) on a unix socket, for kubelet
     /// and crictl (`berth serve --help`).
     #[command(disable_help_flag = true)]
@@ -214,6 +221,7 @@ pub fn main() -> i32 {
         Command::Apply { args } => kube::main(Some("apply"), &args, &cli.root, &cli.data_root),
         Command::Get { args } => kube::main(Some("get"), &args, &cli.root, &cli.data_root),
         Command::Volume { args } => volume::main(&args, &cli.data_root),
+        Command::Service { args } => service::main(&args, &cli.root, &cli.data_root),
         Command::Ps {
             format, id: None, ..
         } => pod::ps(&cli.root, &cli.data_root, &format).map(|_| 0),

@@ -320,6 +320,7 @@ pub fn dispatch(
         | Command::Apply { .. }
         | Command::Get { .. }
         | Command::Volume { .. }
+        | Command::Service { .. }
         | Command::Ps { id: None, .. } => {
             unreachable!("image, pod and pod-ps verbs are dispatched by their own modules")
         }

@@ -50,7 +50,7 @@ fn rank(d: &Document) -> u8 {
             Storage::Volume(_) => 1,
             Storage::Claim(_) => 2,
         },
-        Object::Data(_) => 3,
+        Object::Data(_) | Object::Service(_) => 3,
         Object::Pod(_) => 4,
     }
 }
@@ -71,6 +71,15 @@ pub fn apply(
     let mut started = Vec::new();
     for d in order {
         let (applied, pod_id) = match &d.object {
+            Object::Service(b) => {
+                let (svc, ip) = &**b;
+                check_service_range(rt)?;
+                let services = crate::service::Services::new(&rt.options().data_root);
+                let applied = services.apply(svc.clone(), *ip)?;
+                // unchanged too: after a reboot this puts the table back
+                resync_services(rt)?;
+                (applied, None)
+            }
             Object::Data(o) => {
                 let data = crate::configmap::ConfigData::new(&rt.options().data_root);
                 let applied = data.apply((**o).clone())?;
@@ -156,6 +165,27 @@ fn wait_for_references(
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// The service range must not overlap the pod network (a VIP would shadow a pod).
+fn check_service_range(rt: &crate::pod::Runtime) -> Result<()> {
+    let range = crate::service::store::range()?;
+    let pods = &rt.options().cni.default_subnet;
+    if let Some(p) = crate::service::store::Cidr::parse(pods)
+        && range.overlaps(p)
+    {
+        return Err(Error::Invalid(format!(
+            "BERTH_SERVICE_CIDR: the service range {range} overlaps the pod network {pods}"
+        )));
+    }
+    Ok(())
+}
+
+/// Bring the services' rules and names in line now (after a Service changed).
+pub(super) fn resync_services(rt: &crate::pod::Runtime) -> Result<()> {
+    let cfg = crate::service::ServiceConfig::new(&rt.options().data_root)?;
+    crate::service::resync(rt, &cfg)?;
+    Ok(())
 }
 
 /// A pod's error, naming the pod unless it does already.

@@ -23,6 +23,10 @@ pub fn delete_named(
         Kind::PersistentVolumeClaim => vols.delete_claim(namespace, name)?,
         Kind::PersistentVolume => vols.delete_volume(name)?,
         Kind::StorageClass => vols.delete_class(name)?,
+        Kind::Service => {
+            crate::service::Services::new(&rt.options().data_root).delete(namespace, name)?;
+            super::apply::resync_services(rt)?;
+        }
         Kind::ConfigMap | Kind::Secret => {
             let data = crate::configmap::ConfigData::new(&rt.options().data_root);
             data.delete(kind.data_kind().expect("a data kind"), namespace, name)?
@@ -40,7 +44,7 @@ pub fn delete(
 ) -> Vec<(String, Result<()>)> {
     let rank = |d: &Document| match &d.object {
         Object::Pod(_) => 0,
-        Object::Data(_) => 1,
+        Object::Data(_) | Object::Service(_) => 1,
         Object::Storage(s) => match **s {
             Storage::Claim(_) => 1,
             Storage::Volume(_) => 2,

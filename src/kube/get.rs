@@ -18,6 +18,7 @@ pub enum Kind {
     StorageClass,
     ConfigMap,
     Secret,
+    Service,
 }
 
 impl Kind {
@@ -32,6 +33,7 @@ impl Kind {
             "storageclasses" | "storageclass" | "sc" => Kind::StorageClass,
             "configmaps" | "configmap" | "cm" => Kind::ConfigMap,
             "secrets" | "secret" => Kind::Secret,
+            "services" | "service" | "svc" => Kind::Service,
             _ => return None,
         })
     }
@@ -45,6 +47,7 @@ impl Kind {
             "StorageClass" => Kind::StorageClass,
             "ConfigMap" => Kind::ConfigMap,
             "Secret" => Kind::Secret,
+            "Service" => Kind::Service,
             _ => return None,
         })
     }
@@ -64,6 +67,7 @@ impl Kind {
             Kind::StorageClass => "storageclass",
             Kind::ConfigMap => "configmap",
             Kind::Secret => "secret",
+            Kind::Service => "service",
         }
     }
 
@@ -75,6 +79,7 @@ impl Kind {
             Kind::StorageClass => "StorageClass",
             Kind::ConfigMap => "ConfigMap",
             Kind::Secret => "Secret",
+            Kind::Service => "Service",
         }
     }
 
@@ -82,7 +87,11 @@ impl Kind {
     pub fn namespaced(self) -> bool {
         matches!(
             self,
-            Kind::Pod | Kind::PersistentVolumeClaim | Kind::ConfigMap | Kind::Secret
+            Kind::Pod
+                | Kind::PersistentVolumeClaim
+                | Kind::ConfigMap
+                | Kind::Secret
+                | Kind::Service
         )
     }
 
@@ -167,6 +176,55 @@ pub fn get(
     let (wide, objects) = (show.wide, show.objects);
     let keep = |n: &str| name.is_none_or(|w| w == n);
     let (rows, objs) = match kind {
+        Kind::Service => {
+            let services = crate::service::Services::new(&rt.options().data_root);
+            let (all, _) = crate::service::resync::current(rt, &services)?;
+            let mut head: Vec<String> =
+                ["NAME", "TYPE", "CLUSTER-IP", "PORT(S)", "ENDPOINTS", "AGE"]
+                    .map(String::from)
+                    .to_vec();
+            if wide {
+                head.push("SELECTOR".into());
+            }
+            if namespace.is_none() {
+                head.insert(0, "NAMESPACE".into());
+            }
+            let mut rows = vec![head];
+            let mut objs = Vec::new();
+            for (s, eps) in all
+                .iter()
+                .filter(|(s, _)| keep(&s.name) && namespace.is_none_or(|n| n == s.namespace))
+            {
+                let ready = eps.iter().filter(|e| e.ready()).count();
+                let mut r = vec![
+                    s.name.clone(),
+                    "ClusterIP".into(),
+                    s.cluster_ip.map_or("None".into(), |a| a.to_string()),
+                    s.ports
+                        .iter()
+                        .map(|p| format!("{}/{:?}", p.port, p.protocol))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    ready.to_string(),
+                    age(&s.created),
+                ];
+                if wide {
+                    r.push(
+                        s.selector
+                            .iter()
+                            .map(|(k, v)| format!("{k}={v}"))
+                            .collect::<Vec<_>>()
+                            .join(","),
+                    );
+                }
+                if namespace.is_none() {
+                    r.insert(0, s.namespace.clone());
+                }
+                rows.push(r);
+                objs.push(crate::service::manifest::to_value(s, ready));
+            }
+            (rows, objs)
+        }
         Kind::ConfigMap | Kind::Secret => {
             let dk = kind.data_kind().expect("a data kind");
             let data = crate::configmap::ConfigData::new(&rt.options().data_root);

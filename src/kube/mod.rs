@@ -45,6 +45,8 @@ pub enum Object {
     Storage(Box<Storage>),
     /// A ConfigMap or Secret.
     Data(Box<crate::configmap::Object>),
+    /// A Service and how it asks for its IP.
+    Service(Box<(crate::service::Service, crate::service::IpRequest)>),
 }
 
 /// An object with where it came from.
@@ -91,7 +93,7 @@ pub fn parse(text: &str) -> Result<Vec<Document>> {
         let kind_name = v["kind"].as_str().unwrap_or_default().to_string();
         let kind = Kind::of_manifest(&kind_name).ok_or_else(|| {
             at(format!(
-                "kind: {kind_name:?} is not supported (Pod, PersistentVolume, PersistentVolumeClaim, StorageClass, ConfigMap, Secret)"
+                "kind: {kind_name:?} is not supported (Pod, Service, PersistentVolume, PersistentVolumeClaim, StorageClass, ConfigMap, Secret)"
             ))
         })?;
         let want_api = kind.api_version();
@@ -105,6 +107,9 @@ pub fn parse(text: &str) -> Result<Vec<Document>> {
             Kind::Pod => Object::Pod(Box::new(
                 crate::pod::manifest::pod_from_value(&v, 0).map_err(|e| at(inner(e)))?,
             )),
+            Kind::Service => Object::Service(Box::new(
+                crate::service::manifest::read(&v).map_err(|e| at(e.to_string()))?,
+            )),
             Kind::ConfigMap | Kind::Secret => Object::Data(Box::new(
                 crate::configmap::manifest::read(&v, kind.data_kind().expect("a data kind"))
                     .map_err(|e| at(e.to_string()))?,
@@ -117,6 +122,7 @@ pub fn parse(text: &str) -> Result<Vec<Document>> {
             Object::Pod(m) if m.pod.namespace.is_empty() => ("default".into(), m.pod.name.clone()),
             Object::Pod(m) => (m.pod.namespace.clone(), m.pod.name.clone()),
             Object::Data(o) => (o.namespace.clone(), o.name.clone()),
+            Object::Service(s) => (s.0.namespace.clone(), s.0.name.clone()),
             Object::Storage(s) => match &**s {
                 Storage::Claim(c) => (c.namespace.clone(), c.name.clone()),
                 Storage::Volume(x) => (String::new(), x.name.clone()),
@@ -263,10 +269,10 @@ mod tests {
         assert_eq!(docs.len(), 2);
         assert_eq!(docs[0].describe(), "persistentvolumeclaim/data");
         assert_eq!(docs[0].namespace, "default");
-        let e = parse("apiVersion: v1\nkind: Service\nmetadata: {name: s}\n")
+        let e = parse("apiVersion: v1\nkind: Deployment\nmetadata: {name: s}\n")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("document 1") && e.contains("Service"), "{e}");
+        assert!(e.contains("document 1") && e.contains("Deployment"), "{e}");
         let twice = format!("{text}---\n{}", text.split("---").next().unwrap());
         let e = parse(&twice).unwrap_err().to_string();
         assert!(

@@ -37,6 +37,7 @@ pub(crate) mod net;
 mod refs;
 mod run;
 pub(crate) mod sandbox;
+mod services;
 pub(crate) mod spec;
 pub(crate) mod store;
 mod wait;
@@ -137,6 +138,12 @@ impl Runtime {
 
     fn pod_dir(&self, id: &str) -> store::PodDir {
         self.store.pod(id)
+    }
+
+    /// A file of pod `id`'s `/etc` (`hosts`, `resolv.conf`, `hostname`), bind-mounted into
+    /// its containers: rewrite it in place, never replace it.
+    pub fn pod_etc_file(&self, id: &str, name: &str) -> std::path::PathBuf {
+        self.pod_dir(id).etc_file(name)
     }
 }
 

@@ -73,6 +73,8 @@ impl Runtime {
                 .map(|c| (c.name.clone(), c.resources.clone()))
                 .collect();
             self.project_volumes(&rec, &resources, &|_| true)?;
+            // the services' names in its /etc/hosts before anything of it runs
+            self.services_changed();
             let mut inits = Vec::new();
             let mut apps = Vec::new();
             for c in &m.containers {

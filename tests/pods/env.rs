@@ -25,6 +25,10 @@ pub struct PodEnv {
     /// First three octets of the pod subnet (`10.79.K`).
     pub net: String,
     pub registry: Registry,
+    /// This test's nft table for Services (`berth_tK_N`) and its service range
+    /// (`10.78.K.0/24`): tests run in parallel and must not share VIPs.
+    pub nft_table: String,
+    pub service_cidr: String,
 }
 
 impl PodEnv {
@@ -72,6 +76,8 @@ impl PodEnv {
             bridge,
             net,
             registry: Registry::fixtures("open"),
+            nft_table: format!("berth_t{k}_{n}"),
+            service_cidr: format!("10.78.{k}.0/24"),
         }
     }
 
@@ -105,6 +111,8 @@ impl PodEnv {
             .env("BERTH_DEFAULT_SUBNET", format!("{}.0/24", self.net))
             .env("BERTH_CGROUP_PARENT", self.cgroup_parent())
             .env("REGISTRY_AUTH_FILE", self.dir.join("no-auth.json"))
+            .env("BERTH_NFT_TABLE", &self.nft_table)
+            .env("BERTH_SERVICE_CIDR", &self.service_cidr)
             .args(args)
             .stdin(Stdio::null());
         c
@@ -397,6 +405,10 @@ impl Drop for PodEnv {
             .stderr(Stdio::null())
             .status();
         self.remove_host_rules();
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", &self.nft_table])
+            .stderr(Stdio::null())
+            .status();
         for d in super::common::cgroup_dirs_of(&self.cgroup_parent()) {
             let _ = fs::remove_dir(d);
         }

@@ -19,5 +19,6 @@ mod lifecycle;
 mod limits;
 mod namespaces;
 mod network;
+mod services;
 mod upgrade;
 mod volumes;

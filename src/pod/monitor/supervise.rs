@@ -189,6 +189,8 @@ impl Monitor {
         );
         c.kill_at = None;
         let _ = write_json(&self.dir.container(&id).status(), &c.status);
+        // an endpoint gone, maybe
+        crate::pod::services::changed_from_monitor(&self.dir.0);
         let stopping = c.stopping;
         let ran_for = c.started.map(|s| s.elapsed()).unwrap_or_default();
         self.tell_keeper(&super::keeper::ToKeeper::Forget { id: id.clone() }, &[]);

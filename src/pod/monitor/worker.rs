@@ -155,6 +155,10 @@ impl Monitor {
         };
         write_json(&cdir.status(), &status)?;
         let ok = result.is_ok();
+        if ok {
+            // a new endpoint, maybe
+            crate::pod::services::changed_from_monitor(&self.dir.0);
+        }
         let mut c = Ctr::new(rec, status);
         c.log = Some(log);
         c.started = ok.then(Instant::now);

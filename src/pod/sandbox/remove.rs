@@ -23,6 +23,7 @@ impl Runtime {
         };
         let marker = self.begin(&Op::RemovePod(rec.id.clone()))?;
         let r = self.remove_pod(&rec.id, force);
+        self.services_changed();
         // a removal refused before it began leaves nothing to finish; one that failed part
         // way is finished by the next berth (the pod reads NotReady meanwhile)
         if r.is_ok() || !self.pod_dir(&rec.id).removing().exists() {

@@ -23,6 +23,8 @@ impl Runtime {
         let mut rec = st.record.clone();
         rec.state = PodState::NotReady;
         write_json(&dir.record(), &rec)?;
+        // out of its services' endpoints at the start of its grace period
+        self.services_changed();
         let results: Vec<Result<()>> = std::thread::scope(|s| {
             let handles: Vec<_> = st
                 .containers

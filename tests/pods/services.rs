@@ -1,0 +1,253 @@
+//! Services on the host's kernel: a VIP balanced over two pods from the host and from a third
+//! pod on the same bridge, hairpin, names in the pods' /etc/hosts, endpoints that follow pods
+//! (removal, stop at the start of the grace period), a reset at once without endpoints, VIPs
+//! kept across re-apply and a lost table, and bad input leaving nothing.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::env::*;
+
+/// A pod serving `reply` over HTTP on its port named `http` (8080).
+fn web(e: &PodEnv, name: &str, reply: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, labels: {{app: web}}}}\nspec:\n  terminationGracePeriodSeconds: 5\n  containers:\n  - name: c\n    image: {}\n    ports: [{{name: http, containerPort: 8080}}]\n    command: [sh, -c, 'mkdir -p /www && echo {reply} > /www/index.html && exec httpd -f -p 8080 -h /www']\n",
+        e.image("base")
+    )
+}
+
+const SERVICE: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n  ports: [{port: 80, targetPort: http}]\n";
+
+/// The service's record and endpoints (`service inspect`).
+fn inspect(e: &PodEnv) -> Value {
+    serde_json::from_str(&e.ok(&["service", "inspect", "web"])).unwrap()
+}
+
+fn vip(e: &PodEnv) -> String {
+    inspect(e)["service"]["cluster_ip"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Wait until the service has `n` ready endpoints.
+fn wait_endpoints(e: &PodEnv, n: usize) -> Value {
+    let t = Instant::now();
+    loop {
+        let v = inspect(e);
+        let ready = v["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|x| x["ready"] == true)
+            .count();
+        if ready == n {
+            return v;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "{n} endpoints never: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The table's rules (empty: no table).
+fn table(e: &PodEnv) -> String {
+    let out = Command::new("nft")
+        .args(["list", "table", "ip", &e.nft_table])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// One HTTP GET from the host; the body's first line.
+fn get(addr: &str) -> std::io::Result<String> {
+    let a: SocketAddr = addr.parse().unwrap();
+    let mut s = TcpStream::connect_timeout(&a, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+    let mut r = String::new();
+    s.read_to_string(&mut r)?;
+    Ok(r.split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .trim()
+        .to_string())
+}
+
+fn counts(replies: impl Iterator<Item = String>) -> (usize, usize, usize) {
+    let (mut a, mut b, mut other) = (0, 0, 0);
+    for r in replies {
+        match r.as_str() {
+            "from-a" => a += 1,
+            "from-b" => b += 1,
+            _ => other += 1,
+        }
+    }
+    (a, b, other)
+}
+
+#[test]
+fn a_service_balances_over_its_pods_from_the_host_and_from_pods() {
+    let e = PodEnv::new("svc-lb");
+    e.apply(&format!(
+        "{SERVICE}---\n{}---\n{}",
+        web(&e, "a", "from-a"),
+        web(&e, "b", "from-b")
+    ));
+    wait_endpoints(&e, 2);
+    let ip = vip(&e);
+    assert!(ip.starts_with("10.78."), "{ip}");
+    let t = table(&e);
+    assert!(t.contains(&format!("{ip} . tcp . 80")), "{t}");
+    // from the host: 200 connections, both pods get at least a quarter
+    let (a, b, other) = counts((0..200).map(|_| get(&format!("{ip}:80")).unwrap()));
+    assert_eq!(other, 0);
+    assert!(a >= 50 && b >= 50, "a {a}, b {b}");
+    // from a third pod on the same bridge, by name (its /etc/hosts)
+    e.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: client}}\nspec:\n  containers: [{{name: c, image: {}, command: [sh, -c, 'grep web.default.svc.cluster.local /etc/hosts; echo byname $(wget -qO- http://web/) $(wget -qO- http://web.default.svc.cluster.local/); for i in $(seq 200); do wget -qO- http://{ip}/; done; echo finished; sleep 1000']}}]\n",
+        e.image("base")
+    ));
+    let l = e.log_until("client", "finished");
+    assert!(
+        l.contains(&format!(
+            "{ip}\tweb.default.svc.cluster.local web.default.svc web.default web"
+        )),
+        "{l}"
+    );
+    // names resolve through the image's libc (busybox's wget: getaddrinfo)
+    assert!(
+        l.lines().any(|x| x.starts_with("byname from-")
+            && x.split(' ').filter(|w| w.starts_with("from-")).count() == 2),
+        "{l}"
+    );
+    let (a, b, _) = counts(l.lines().map(String::from));
+    assert!(a >= 50 && b >= 50 && a + b == 200, "a {a}, b {b}:\n{l}");
+    // hairpin: a pod reaches its own service
+    let out = e.ok(&[
+        "pod",
+        "exec",
+        "a",
+        "--",
+        "sh",
+        "-c",
+        &format!("for i in 1 2 3 4 5 6; do wget -qO- http://{ip}/; done"),
+    ]);
+    assert_eq!(out.lines().count(), 6, "{out}");
+    // a removed pod leaves the rules when its removal returns
+    let b_ip = inspect(&e)["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["pod"] == "default/b")
+        .unwrap()["ip"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(table(&e).contains(&b_ip));
+    e.ok(&["pod", "rm", "-f", "b"]);
+    assert!(!table(&e).contains(&b_ip), "{}", table(&e));
+    assert!((0..20).all(|_| get(&format!("{ip}:80")).unwrap() == "from-a"));
+    // no endpoints: refused at once, not a time-out
+    e.ok(&["pod", "rm", "-f", "a"]);
+    let t = Instant::now();
+    let err = get(&format!("{ip}:80")).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+    assert!(
+        t.elapsed() < Duration::from_millis(100),
+        "{:?}",
+        t.elapsed()
+    );
+    // the last service gone: the table too
+    e.ok(&["kube", "delete", "svc", "web"]);
+    assert_eq!(table(&e), "");
+    e.ok(&["pod", "rm", "-f", "client"]);
+}
+
+#[test]
+fn a_stopping_pod_leaves_the_endpoints_when_its_grace_period_starts() {
+    let e = PodEnv::new("svc-stop");
+    // the container ignores SIGTERM: it runs through its 5 s grace period
+    let pod = web(&e, "a", "from-a").replace(
+        "exec httpd -f -p 8080 -h /www",
+        "trap \"\" TERM; httpd -f -p 8080 -h /www & while :; do sleep 1; done",
+    );
+    e.apply(&format!("{SERVICE}---\n{pod}"));
+    let v = wait_endpoints(&e, 1);
+    let a_ip = v["endpoints"][0]["ip"].as_str().unwrap().to_string();
+    let mut stop = e.cmd(&["pod", "stop", "a"]).spawn().unwrap();
+    let t = Instant::now();
+    while table(&e).contains(&a_ip) {
+        assert!(t.elapsed() < Duration::from_secs(2), "still in the rules");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // it left while its container still ran
+    assert!(
+        stop.try_wait().unwrap().is_none(),
+        "the stop was already over"
+    );
+    stop.wait().unwrap();
+    e.ok(&["pod", "rm", "-f", "a"]);
+    e.ok(&["kube", "delete", "svc", "web"]);
+}
+
+#[test]
+fn vips_are_kept_and_bad_services_leave_nothing() {
+    let e = PodEnv::new("svc-keep");
+    e.apply(SERVICE);
+    let ip = vip(&e);
+    // re-applied: unchanged, same address; a lost table (a reboot) is put back
+    Command::new("nft")
+        .args(["delete", "table", "ip", &e.nft_table])
+        .status()
+        .unwrap();
+    let _ = std::fs::remove_file(e.root.join("services.applied.nft"));
+    assert_eq!(e.apply(SERVICE).trim(), "service/web unchanged");
+    assert_eq!(vip(&e), ip);
+    assert!(
+        table(&e).contains(&format!("{ip} . tcp . 80")),
+        "table not back"
+    );
+    // a taken clusterIP, one out of range, bad ports: refused by field, nothing made
+    let other = |spec: &str| {
+        format!("apiVersion: v1\nkind: Service\nmetadata: {{name: other}}\nspec:\n{spec}")
+    };
+    for (spec, want) in [
+        (
+            format!("  clusterIP: {ip}\n  ports: [{{port: 80}}]\n"),
+            format!("spec.clusterIP: {ip} is already the address of service default/web"),
+        ),
+        (
+            "  clusterIP: 192.0.2.1\n  ports: [{port: 80}]\n".to_string(),
+            "spec.clusterIP: 192.0.2.1 is not in the service range".to_string(),
+        ),
+        ("  ports: [{port: 0}]\n".into(), "spec.ports[0].port".into()),
+        (
+            "  ports: [{name: a, port: 80}, {port: 81}]\n".into(),
+            "spec.ports[1].name: required".into(),
+        ),
+        (
+            "  ports: [{port: 80}]\n  type: NodePort\n".into(),
+            "spec.type".into(),
+        ),
+    ] {
+        let err = e.apply_fails(&other(&spec));
+        assert!(err.contains(&want), "{spec}: {err}");
+    }
+    let t = e.ok(&["kube", "get", "svc"]);
+    assert!(t.contains("web") && !t.contains("other"), "{t}");
+    // a changed clusterIP is refused by name
+    let err = e.apply_fails(&SERVICE.replace("spec:\n", "spec:\n  clusterIP: 10.78.0.250\n"));
+    assert!(
+        err.contains("spec.clusterIP") && err.contains("cannot change"),
+        "{err}"
+    );
+    e.ok(&["kube", "delete", "svc", "web"]);
+    assert_eq!(table(&e), "");
+}
