@@ -251,3 +251,74 @@ fn vips_are_kept_and_bad_services_leave_nothing() {
     e.ok(&["kube", "delete", "svc", "web"]);
     assert_eq!(table(&e), "");
 }
+
+/// Conntrack entries of UDP flows to `vip:port`: the addresses they were DNATed to.
+fn udp_flows_to(vip: &str, port: u16) -> Vec<String> {
+    let text = std::fs::read_to_string("/proc/net/nf_conntrack").unwrap();
+    text.lines()
+        .filter(|l| {
+            l.contains(" udp ")
+                && l.contains(&format!("dst={vip} "))
+                && l.contains(&format!("dport={port} "))
+        })
+        .filter_map(|l| {
+            // the reply direction's source is where the flow really goes
+            let reply = l.split("src=").nth(2)?;
+            let ip = reply.split(' ').next()?;
+            let sport = l.split("sport=").nth(2)?.split(' ').next()?;
+            Some(format!("{ip}:{sport}"))
+        })
+        .collect()
+}
+
+#[test]
+fn udp_services_reach_every_endpoint_and_refuse_without_any() {
+    let e = PodEnv::new("svc-udp");
+    let svc = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n  ports: [{name: dns, port: 5353, protocol: UDP, targetPort: 53}]\n";
+    e.apply(&format!(
+        "{svc}---\n{}---\n{}",
+        web(&e, "a", "from-a"),
+        web(&e, "b", "from-b")
+    ));
+    let v = wait_endpoints(&e, 2);
+    let ip = vip(&e);
+    let pods: Vec<String> = v["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| format!("{}:53", x["ip"].as_str().unwrap()))
+        .collect();
+    // 60 datagrams from 60 source ports: conntrack shows where each went
+    for _ in 0..60 {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.send_to(b"x", format!("{ip}:5353")).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let flows = udp_flows_to(&ip, 5353);
+    for p in &pods {
+        let n = flows.iter().filter(|f| *f == p).count();
+        assert!(n >= 10, "{p}: {n} of {flows:?}");
+    }
+    assert!(flows.iter().all(|f| pods.contains(f)), "{flows:?}");
+    // without endpoints: refused at once. A local sender's datagram is rejected in the
+    // output hook (the send fails: EPERM) or the ICMP port unreachable reaches the
+    // connected socket (ECONNREFUSED); never a silent drop
+    e.ok(&["pod", "rm", "-f", "a"]);
+    e.ok(&["pod", "rm", "-f", "b"]);
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    s.connect(format!("{ip}:5353")).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let err = match s.send(b"x") {
+        Err(e) => e,
+        Ok(_) => s.recv(&mut [0u8; 16]).unwrap_err(),
+    };
+    assert!(
+        matches!(
+            err.kind(),
+            std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::PermissionDenied
+        ),
+        "{err}"
+    );
+    e.ok(&["kube", "delete", "svc", "web"]);
+}
