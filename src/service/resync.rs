@@ -95,6 +95,7 @@ pub fn resync(rt: &Runtime, cfg: &ServiceConfig) -> Result<Report> {
     let _lock = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, e)| io(format!("lock {}", lock_path.display()))(e.into()))?;
     let (all, pods) = current(rt, &services)?;
+    crate::fault::point("service-resync:computed");
     let rules = nft::ruleset(&cfg.table, &all);
     let text = nft::transaction(&cfg.table, rules.as_deref());
     let record = root.join("services.applied.nft");
@@ -110,6 +111,7 @@ pub fn resync(rt: &Runtime, cfg: &ServiceConfig) -> Result<Report> {
         // the record goes first: a resync killed after nft ran writes it again next time
         let _ = fs::remove_file(&record);
         nft::run(&text, false)?;
+        crate::fault::point("service-resync:applied");
         crate::linux::fs::write_atomic_volatile(&record, text.as_bytes())
             .map_err(io(format!("write {}", record.display())))?;
         report.applied = true;

@@ -322,3 +322,53 @@ fn udp_services_reach_every_endpoint_and_refuse_without_any() {
     );
     e.ok(&["kube", "delete", "svc", "web"]);
 }
+
+#[test]
+fn a_resync_killed_anywhere_is_repaired_by_the_next_one() {
+    let e = PodEnv::new("svc-crash");
+    e.apply(&format!("{SERVICE}---\n{}", web(&e, "a", "from-a")));
+    wait_endpoints(&e, 1);
+    let ip = vip(&e);
+    let two_ports = SERVICE.replace(
+        "ports: [{port: 80, targetPort: http}]",
+        "ports: [{name: web, port: 80, targetPort: http}, {name: alt, port: 81, targetPort: http}]",
+    );
+    // killed while applying `killed_in`, then `next` applied: the table must be `next`'s.
+    // The second case is the trap: killed after nft replaced the table with one port but
+    // before the record said so, a return to two ports must not be taken for "no change"
+    for (point, killed_in, next, has_81) in [
+        ("service-resync:computed", &two_ports, &two_ports, true),
+        (
+            "service-resync:applied",
+            &SERVICE.to_string(),
+            &two_ports,
+            true,
+        ),
+    ] {
+        let f = e.file(killed_in);
+        let out = e
+            .cmd(&["kube", "apply", "-f", f.to_str().unwrap()])
+            .env("BERTH_FAULT", point)
+            .output()
+            .unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&out.status),
+            Some(9),
+            "{point}: {out:?}"
+        );
+        // the table is the old one or the new one, whole (nft transactions are atomic)
+        let t = table(&e);
+        assert!(t.contains(&format!("{ip} . tcp . 80")), "{point}: {t}");
+        // the next command's resync makes it right
+        e.apply(next);
+        let t = table(&e);
+        assert_eq!(
+            t.contains(&format!("{ip} . tcp . 81")),
+            has_81,
+            "{point}: {t}"
+        );
+        assert!((0..5).all(|_| get(&format!("{ip}:80")).unwrap() == "from-a"));
+    }
+    e.ok(&["pod", "rm", "-f", "a"]);
+    e.ok(&["kube", "delete", "svc", "web"]);
+}
