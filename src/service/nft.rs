@@ -12,8 +12,11 @@
 //! The text is pure (golden-tested, and checked by `nft -c` in the tests); [`apply`] runs it
 //! as one transaction that replaces the whole table, or deletes it when no service is left.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::process::{Command, Stdio};
+
+use serde::{Deserialize, Serialize};
 
 use super::endpoints::Endpoint;
 use super::{Error, Result, Service};
@@ -32,60 +35,103 @@ fn chain_id(s: &Service, port: usize) -> String {
     format!("{h:08x}")
 }
 
-/// The whole table for `services` (each with its endpoints); None when no service needs a
-/// rule (headless ones need none).
-pub fn ruleset(table: &str, services: &[(Service, Vec<Endpoint>)]) -> Option<String> {
-    let mut map = Vec::new();
-    let mut reject = Vec::new();
-    let mut chains = String::new();
+/// What berth's table holds besides its fixed chains: the two maps' elements and the chains
+/// of each service port and endpoint (name → comment and rules). A resync compares the model
+/// it wants with the last one applied and sends only the difference.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Model {
+    /// `VIP . proto . port` → `goto svc_…`.
+    pub services: BTreeMap<String, String>,
+    /// `VIP . proto . port` → `goto reject-service`, for services without endpoints.
+    pub rejects: BTreeMap<String, String>,
+    /// Chain name → (comment, rules).
+    pub chains: BTreeMap<String, (String, Vec<String>)>,
+}
+
+impl Model {
+    pub fn is_empty(&self) -> bool {
+        self.services.is_empty() && self.rejects.is_empty()
+    }
+}
+
+/// The model for `services` (each with its endpoints). Endpoint chains are named after the
+/// endpoint's address, so one endpoint more or less changes one chain and its service's.
+pub fn model(services: &[(Service, Vec<Endpoint>)]) -> Model {
+    let mut m = Model::default();
     for (s, eps) in services {
         let Some(vip) = s.cluster_ip else { continue };
         let ready: Vec<&Endpoint> = eps.iter().filter(|e| e.ready()).collect();
         for (i, p) in s.ports.iter().enumerate() {
             let key = format!("{vip} . {} . {}", p.protocol.lower(), p.port);
             if ready.is_empty() {
-                reject.push(format!("{key} : goto reject-service"));
+                m.rejects.insert(key, "goto reject-service".into());
                 continue;
             }
             let id = chain_id(s, i);
-            map.push(format!("{key} : goto svc_{id}"));
+            m.services.insert(key, format!("goto svc_{id}"));
             let what = if p.name.is_empty() {
                 format!("{}:{}", s.key(), p.port)
             } else {
                 format!("{}:{}", s.key(), p.name)
             };
-            let picks: Vec<String> = (0..ready.len())
-                .map(|n| format!("{n} : goto ep_{id}_{n}"))
-                .collect();
-            let _ = write!(
-                chains,
-                "\tchain svc_{id} {{\n\t\tcomment \"{what} {}\"\n\t\tmeta mark set meta mark | {MARK}\n\t\tnumgen random mod {} vmap {{ {} }}\n\t}}\n",
-                p.protocol.lower(),
-                ready.len(),
-                picks.join(", ")
-            );
+            let mut picks = Vec::new();
             for (n, e) in ready.iter().enumerate() {
                 let ip = e.ip.expect("a ready endpoint has an address");
-                let _ = write!(
-                    chains,
-                    "\tchain ep_{id}_{n} {{\n\t\tcomment \"{}\"\n\t\tmeta l4proto {} dnat to {ip}:{}\n\t}}\n",
-                    e.pod,
-                    p.protocol.lower(),
-                    e.ports[i]
+                let ep = format!("ep_{id}_{}", ip.to_string().replace('.', "_"));
+                picks.push(format!("{n} : goto {ep}"));
+                m.chains.insert(
+                    ep,
+                    (
+                        e.pod.clone(),
+                        vec![format!(
+                            "meta l4proto {} dnat to {ip}:{}",
+                            p.protocol.lower(),
+                            e.ports[i]
+                        )],
+                    ),
                 );
             }
+            m.chains.insert(
+                format!("svc_{id}"),
+                (
+                    format!("{what} {}", p.protocol.lower()),
+                    vec![
+                        format!("meta mark set meta mark | {MARK}"),
+                        format!(
+                            "numgen random mod {} vmap {{ {} }}",
+                            ready.len(),
+                            picks.join(", ")
+                        ),
+                    ],
+                ),
+            );
         }
     }
-    if map.is_empty() && reject.is_empty() {
+    m
+}
+
+/// The whole table of model `m`; None when it needs none.
+pub fn full(table: &str, m: &Model) -> Option<String> {
+    if m.is_empty() {
         return None;
     }
-    let elements = |v: &[String]| {
+    let elements = |v: &BTreeMap<String, String>| {
         if v.is_empty() {
             String::new()
         } else {
-            format!("\t\telements = {{ {} }}\n", v.join(",\n\t\t\t"))
+            let e: Vec<String> = v.iter().map(|(k, x)| format!("{k} : {x}")).collect();
+            format!("\t\telements = {{ {} }}\n", e.join(",\n\t\t\t"))
         }
     };
+    let mut chains = String::new();
+    // services' chains after their endpoints' (svc_ sorts after ep_)
+    for (name, (comment, rules)) in &m.chains {
+        let _ = write!(chains, "\tchain {name} {{\n\t\tcomment \"{comment}\"\n");
+        for r in rules {
+            let _ = writeln!(chains, "\t\t{r}");
+        }
+        chains.push_str("\t}\n");
+    }
     let lookup = "ip daddr . meta l4proto . th dport";
     let mut out = String::new();
     let _ = write!(
@@ -101,10 +147,73 @@ pub fn ruleset(table: &str, services: &[(Service, Vec<Endpoint>)]) -> Option<Str
          \tchain filter-output {{\n\t\ttype filter hook output priority 0; policy accept;\n\t\t{lookup} vmap @no-endpoints\n\t}}\n\
          \tchain reject-service {{\n\t\tmeta l4proto tcp reject with tcp reset\n\t\treject\n\t}}\n\
          {chains}}}\n",
-        elements(&map),
-        elements(&reject),
+        elements(&m.services),
+        elements(&m.rejects),
     );
     Some(out)
+}
+
+/// The whole table for `services`; None when no service needs a rule (headless ones need
+/// none).
+pub fn ruleset(table: &str, services: &[(Service, Vec<Endpoint>)]) -> Option<String> {
+    full(table, &model(services))
+}
+
+/// The transaction from `old` (what the table holds) to `new`, touching only what differs:
+/// new chains made, changed ones flushed and refilled, map elements swapped, chains no longer
+/// referenced deleted last. Empty when nothing differs. Both must be non-empty (a table must
+/// exist before and after; the caller writes or deletes the whole table otherwise).
+pub fn partial(table: &str, old: &Model, new: &Model) -> String {
+    let mut out = String::new();
+    let t = format!("ip {table}");
+    // 1. chains that are new, then 2. the rules of new and changed ones (endpoints first)
+    for (name, (comment, _)) in &new.chains {
+        if !old.chains.contains_key(name) {
+            let _ = writeln!(out, "add chain {t} {name} {{ comment \"{comment}\"; }}");
+        }
+    }
+    for (name, (_, rules)) in &new.chains {
+        match old.chains.get(name) {
+            Some((_, o)) if o == rules => continue,
+            Some(_) => {
+                let _ = writeln!(out, "flush chain {t} {name}");
+            }
+            None => {}
+        }
+        for r in rules {
+            let _ = writeln!(out, "add rule {t} {name} {r}");
+        }
+    }
+    // 3. the maps
+    for (map, o, n) in [
+        ("service-ips", &old.services, &new.services),
+        ("no-endpoints", &old.rejects, &new.rejects),
+    ] {
+        for (k, v) in o {
+            if n.get(k) != Some(v) {
+                let _ = writeln!(out, "delete element {t} {map} {{ {k} }}");
+            }
+        }
+        for (k, v) in n {
+            if o.get(k) != Some(v) {
+                let _ = writeln!(out, "add element {t} {map} {{ {k} : {v} }}");
+            }
+        }
+    }
+    // 4. chains nothing refers to any more: services' before their endpoints'
+    let gone: Vec<&String> = old
+        .chains
+        .keys()
+        .filter(|n| !new.chains.contains_key(*n))
+        .collect();
+    for name in gone
+        .iter()
+        .filter(|n| n.starts_with("svc_"))
+        .chain(gone.iter().filter(|n| !n.starts_with("svc_")))
+    {
+        let _ = writeln!(out, "delete chain {t} {name}");
+    }
+    out
 }
 
 /// The transaction that makes the table `rules` (None: no table): the old table goes in the
@@ -209,6 +318,71 @@ mod tests {
                 vec![ep("h", "10.79.1.9", &[80], "")],
             ),
         ]
+    }
+
+    /// Scratch tables of a test, deleted when it ends (even by a panic).
+    struct Tables(Vec<String>);
+    impl Drop for Tables {
+        fn drop(&mut self) {
+            for t in &self.0 {
+                let _ = run(&transaction(t, None), false);
+            }
+        }
+    }
+
+    /// The table's lines as nft lists them, sorted (creation order aside), without its name.
+    fn listed(table: &str) -> Vec<String> {
+        let out = std::process::Command::new("nft")
+            .args(["list", "table", "ip", table])
+            .output()
+            .unwrap();
+        let mut l: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .skip(1)
+            .flat_map(|l| {
+                l.split(',')
+                    .map(|x| x.trim().to_string())
+                    .collect::<Vec<_>>()
+            })
+            .filter(|l| !l.is_empty())
+            .collect();
+        l.sort();
+        l
+    }
+
+    #[test]
+    fn a_partial_change_leaves_the_table_a_full_write_would() {
+        if !nix::unistd::Uid::effective().is_root()
+            || !std::path::Path::new("/usr/sbin/nft").exists()
+        {
+            panic!("this test needs root and nft (make setup installs it)");
+        }
+        let pid = std::process::id();
+        let (t1, t2) = (format!("berth_unit_{pid}_a"), format!("berth_unit_{pid}_b"));
+        let _cleanup = Tables(vec![t1.clone(), t2.clone()]);
+        let a = golden();
+        // b: web loses endpoint a and gains d, "empty" gets one, a new service appears
+        let mut b = golden();
+        b[0].1.remove(0);
+        b[0].1.push(ep("d", "10.79.1.5", &[8080, 8053], ""));
+        b[1].1.push(ep("e", "10.79.1.6", &[8080], ""));
+        b.push((
+            svc("new", Some("10.78.0.3"), &[("", Protocol::TCP, 443)]),
+            vec![ep("f", "10.79.1.7", &[8443], "")],
+        ));
+        let (ma, mb) = (model(&a), model(&b));
+        run(&transaction(&t1, full(&t1, &ma).as_deref()), false).unwrap();
+        let p = partial(&t1, &ma, &mb);
+        // only what changed: the untouched endpoint's chain is not in it
+        assert!(!p.contains("ep_19b6aa24_10_79_1_3 "), "{p}");
+        run(&p, false).unwrap();
+        run(&transaction(&t2, full(&t2, &mb).as_deref()), false).unwrap();
+        assert_eq!(listed(&t1), listed(&t2));
+        // and back
+        run(&partial(&t1, &mb, &ma), false).unwrap();
+        run(&transaction(&t2, full(&t2, &ma).as_deref()), false).unwrap();
+        assert_eq!(listed(&t1), listed(&t2));
+        assert_eq!(partial(&t1, &ma, &ma), "");
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! One resync: every service's endpoints among a state root's pods, the table applied in one
-//! `nft -f` transaction when it differs from the last one applied (recorded in the state
-//! root: after a reboot, or when the record is missing, the whole table is written again),
+//! One resync: every service's endpoints among a state root's pods, and the table brought to
+//! them in one `nft -f` transaction that sends only what differs from the last model applied
+//! (recorded in the state root; after a reboot, when the record is missing, or when nft
+//! refuses the partial change, the whole table is written again),
 //! and every pod's `/etc/hosts` section. One lock per data root orders resyncs; a berth killed
 //! mid-resync leaves either ruleset (nft transactions are atomic), and the next resync writes
 //! the right one.
@@ -57,8 +58,10 @@ impl ServiceConfig {
 pub struct Report {
     pub services: usize,
     pub endpoints: usize,
-    /// The table was rewritten (false: it was already right).
+    /// The table was changed (false: it was already right).
     pub applied: bool,
+    /// Only what differed was sent (false: the whole table).
+    pub partial: bool,
     pub hosts_rewritten: usize,
 }
 
@@ -96,9 +99,11 @@ pub fn resync(rt: &Runtime, cfg: &ServiceConfig) -> Result<Report> {
         .map_err(|(_, e)| io(format!("lock {}", lock_path.display()))(e.into()))?;
     let (all, pods) = current(rt, &services)?;
     crate::fault::point("service-resync:computed");
-    let rules = nft::ruleset(&cfg.table, &all);
-    let text = nft::transaction(&cfg.table, rules.as_deref());
-    let record = root.join("services.applied.nft");
+    let want = nft::model(&all);
+    let record = root.join("services.applied.json");
+    let had: Option<nft::Model> = fs::read(&record)
+        .ok()
+        .and_then(|t| serde_json::from_slice(&t).ok());
     let mut report = Report {
         services: all.len(),
         endpoints: all
@@ -107,12 +112,29 @@ pub fn resync(rt: &Runtime, cfg: &ServiceConfig) -> Result<Report> {
             .sum(),
         ..Report::default()
     };
-    if fs::read_to_string(&record).ok().as_deref() != Some(text.as_str()) {
-        // the record goes first: a resync killed after nft ran writes it again next time
+    if had.as_ref() != Some(&want) {
+        let full = nft::transaction(&cfg.table, nft::full(&cfg.table, &want).as_deref());
+        // only what changed when the table is known to hold `had`; the whole table otherwise
+        let text = match &had {
+            Some(h) if !h.is_empty() && !want.is_empty() => {
+                report.partial = true;
+                nft::partial(&cfg.table, h, &want)
+            }
+            _ => full.clone(),
+        };
+        // the record goes first: a resync killed after nft ran writes the table again
         let _ = fs::remove_file(&record);
-        nft::run(&text, false)?;
+        if let Err(e) = nft::run(&text, false) {
+            if !report.partial {
+                return Err(e);
+            }
+            // the table was not what the record said (changed behind berth's back)
+            report.partial = false;
+            nft::run(&full, false)?;
+        }
         crate::fault::point("service-resync:applied");
-        crate::linux::fs::write_atomic_volatile(&record, text.as_bytes())
+        let text = serde_json::to_vec(&want).expect("serializes");
+        crate::linux::fs::write_atomic_volatile(&record, &text)
             .map_err(io(format!("write {}", record.display())))?;
         report.applied = true;
     }

@@ -181,7 +181,11 @@ fn a_stopping_pod_leaves_the_endpoints_when_its_grace_period_starts() {
     e.apply(&format!("{SERVICE}---\n{pod}"));
     let v = wait_endpoints(&e, 1);
     let a_ip = v["endpoints"][0]["ip"].as_str().unwrap().to_string();
-    let mut stop = e.cmd(&["pod", "stop", "a"]).spawn().unwrap();
+    let mut stop = e
+        .cmd(&["pod", "stop", "a"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let t = Instant::now();
     while table(&e).contains(&a_ip) {
         assert!(t.elapsed() < Duration::from_secs(2), "still in the rules");
@@ -207,7 +211,7 @@ fn vips_are_kept_and_bad_services_leave_nothing() {
         .args(["delete", "table", "ip", &e.nft_table])
         .status()
         .unwrap();
-    let _ = std::fs::remove_file(e.root.join("services.applied.nft"));
+    let _ = std::fs::remove_file(e.root.join("services.applied.json"));
     assert_eq!(e.apply(SERVICE).trim(), "service/web unchanged");
     assert_eq!(vip(&e), ip);
     assert!(
