@@ -104,6 +104,7 @@ bench: build fixtures
 	tests/bench/pods.sh $(RELEASE_BIN)
 	tests/bench/cri.sh $(RELEASE_BIN)
 	tests/bench/volumes.sh $(RELEASE_BIN)
+	tests/bench/services.sh $(RELEASE_BIN)
 
 clean:
 	cargo clean
