@@ -38,6 +38,7 @@ pub mod kube;
 pub mod linux;
 pub mod oci;
 pub mod pod;
+pub mod records;
 pub mod service;
 pub mod undo;
 pub mod volume;

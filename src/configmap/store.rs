@@ -14,18 +14,23 @@ use std::fs;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{Flock, FlockArg};
-
-use super::{DataKind, Error, Object, Result, VERSION};
+use super::{DataKind, Object, Result, VERSION};
+use crate::records::{self, Versioned};
 use crate::volume::error_io as io;
+
+pub use crate::records::Locked;
+
+impl Versioned for Object {
+    const NEWEST: u32 = VERSION;
+    fn version(&self) -> u32 {
+        self.version
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
 }
-
-/// The records' lock, held while it lives.
-pub struct Locked(#[allow(dead_code)] Flock<fs::File>);
 
 impl Store {
     pub fn new(data_root: &Path) -> Store {
@@ -35,12 +40,7 @@ impl Store {
     }
 
     pub fn lock(&self) -> Result<Locked> {
-        fs::create_dir_all(&self.root).map_err(io(format!("create {}", self.root.display())))?;
-        let p = self.root.join("lock");
-        let f = fs::File::create(&p).map_err(io(format!("create {}", p.display())))?;
-        Flock::lock(f, FlockArg::LockExclusive)
-            .map(Locked)
-            .map_err(|(_, e)| io(format!("lock {}", p.display()))(e.into()))
+        records::lock(&self.root)
     }
 
     fn kind_dir(&self, kind: DataKind) -> PathBuf {
@@ -82,60 +82,15 @@ impl Store {
     }
 
     pub fn read(&self, kind: DataKind, ns: &str, name: &str) -> Result<Option<Object>> {
-        let p = self.path(kind, ns, name);
-        let text = match fs::read(&p) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io(format!("read {}", p.display()))(e)),
-        };
-        let o: Object = serde_json::from_slice(&text)
-            .map_err(|e| Error::Failed(format!("{}: {e}", p.display())))?;
-        if o.version > VERSION {
-            return Err(Error::Failed(format!(
-                "{}: version {} is newer than this berth's {VERSION}",
-                p.display(),
-                o.version
-            )));
-        }
-        Ok(Some(o))
+        records::read(&self.path(kind, ns, name))
     }
 
     /// Remove a record; false when there was none (the caller holds the lock).
     pub fn remove(&self, kind: DataKind, ns: &str, name: &str) -> Result<bool> {
-        let p = self.path(kind, ns, name);
-        match fs::remove_file(&p) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(io(format!("remove {}", p.display()))(e)),
-        }
+        records::remove(&self.path(kind, ns, name))
     }
 
     pub fn list(&self, kind: DataKind, ns: Option<&str>) -> Result<Vec<Object>> {
-        let mut out = Vec::new();
-        let namespaces: Vec<String> = match ns {
-            Some(n) => vec![n.to_string()],
-            None => match fs::read_dir(self.kind_dir(kind)) {
-                Ok(rd) => rd
-                    .flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect(),
-                Err(_) => Vec::new(),
-            },
-        };
-        for n in namespaces {
-            let Ok(rd) = fs::read_dir(self.kind_dir(kind).join(&n)) else {
-                continue;
-            };
-            for e in rd.flatten() {
-                let f = e.file_name().to_string_lossy().into_owned();
-                if let Some(name) = f.strip_suffix(".json").filter(|_| !f.starts_with('.')) {
-                    if let Some(o) = self.read(kind, &n, name)? {
-                        out.push(o);
-                    }
-                }
-            }
-        }
-        out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-        Ok(out)
+        records::list_namespaced(&self.kind_dir(kind), ns)
     }
 }

@@ -9,14 +9,20 @@
 //! lock (a range of 65,534 addresses and at most thousands of services make that cheap).
 
 use std::collections::BTreeSet;
-use std::fs;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{Flock, FlockArg};
-
 use super::{Error, Result, Service, VERSION};
-use crate::volume::error_io as io;
+use crate::records::{self, Versioned};
+
+pub use crate::records::Locked;
+
+impl Versioned for Service {
+    const NEWEST: u32 = VERSION;
+    fn version(&self) -> u32 {
+        self.version
+    }
+}
 
 /// The default service range.
 pub const DEFAULT_CIDR: &str = "10.78.0.0/16";
@@ -81,9 +87,6 @@ pub struct Store {
     root: PathBuf,
 }
 
-/// The records' lock, held while it lives.
-pub struct Locked(#[allow(dead_code)] Flock<fs::File>);
-
 impl Store {
     pub fn new(data_root: &Path) -> Store {
         Store {
@@ -96,12 +99,7 @@ impl Store {
     }
 
     pub fn lock(&self) -> Result<Locked> {
-        fs::create_dir_all(&self.root).map_err(io(format!("create {}", self.root.display())))?;
-        let p = self.root.join("lock");
-        let f = fs::File::create(&p).map_err(io(format!("create {}", p.display())))?;
-        Flock::lock(f, FlockArg::LockExclusive)
-            .map(Locked)
-            .map_err(|(_, e)| io(format!("lock {}", p.display()))(e.into()))
+        records::lock(&self.root)
     }
 
     fn path(&self, ns: &str, name: &str) -> PathBuf {
@@ -145,67 +143,19 @@ impl Store {
     }
 
     pub fn write(&self, _lock: &Locked, s: &Service) -> Result<()> {
-        let p = self.path(&s.namespace, &s.name);
-        let dir = p.parent().expect("a record has a directory");
-        fs::create_dir_all(dir).map_err(io(format!("create {}", dir.display())))?;
-        let text = serde_json::to_vec_pretty(s).expect("a record serializes");
-        crate::linux::fs::write_atomic(&p, &text).map_err(io(format!("write {}", p.display())))
+        records::write(&self.path(&s.namespace, &s.name), s)
     }
 
     pub fn read(&self, ns: &str, name: &str) -> Result<Option<Service>> {
-        let p = self.path(ns, name);
-        let text = match fs::read(&p) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io(format!("read {}", p.display()))(e)),
-        };
-        let s: Service = serde_json::from_slice(&text)
-            .map_err(|e| Error::Failed(format!("{}: {e}", p.display())))?;
-        if s.version > VERSION {
-            return Err(Error::Failed(format!(
-                "{}: version {} is newer than this berth's {VERSION}",
-                p.display(),
-                s.version
-            )));
-        }
-        Ok(Some(s))
+        records::read(&self.path(ns, name))
     }
 
     pub fn remove(&self, _lock: &Locked, ns: &str, name: &str) -> Result<bool> {
-        let p = self.path(ns, name);
-        match fs::remove_file(&p) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(io(format!("remove {}", p.display()))(e)),
-        }
+        records::remove(&self.path(ns, name))
     }
 
     pub fn list(&self, ns: Option<&str>) -> Result<Vec<Service>> {
-        let base = self.root.join("records");
-        let namespaces: Vec<String> = match ns {
-            Some(n) => vec![n.to_string()],
-            None => fs::read_dir(&base)
-                .map(|rd| {
-                    rd.flatten()
-                        .map(|e| e.file_name().to_string_lossy().into_owned())
-                        .collect()
-                })
-                .unwrap_or_default(),
-        };
-        let mut out = Vec::new();
-        for n in namespaces {
-            let Ok(rd) = fs::read_dir(base.join(&n)) else {
-                continue;
-            };
-            for e in rd.flatten() {
-                let f = e.file_name().to_string_lossy().into_owned();
-                if let Some(name) = f.strip_suffix(".json").filter(|_| !f.starts_with('.')) {
-                    if let Some(s) = self.read(&n, name)? {
-                        out.push(s);
-                    }
-                }
-            }
-        }
+        let mut out: Vec<Service> = records::list_namespaced(&self.root.join("records"), ns)?;
         out.sort_by_key(|s| s.key());
         Ok(out)
     }

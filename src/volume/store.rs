@@ -14,14 +14,9 @@
 //!
 //! Records are written with the durable [`crate::linux::fs::write_atomic`] and carry a version.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{Flock, FlockArg};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-
-use super::error::{Error, Result, io, sys};
+use super::error::Result;
 use super::model::{Claim, StorageClass, VERSION, Volume};
 
 #[derive(Debug, Clone)]
@@ -29,8 +24,8 @@ pub struct Store {
     root: PathBuf,
 }
 
-/// The records' lock, held while it lives.
-pub struct Locked(#[allow(dead_code)] Flock<fs::File>);
+pub use crate::records::Locked;
+use crate::records::{self, Versioned, list, read, write};
 
 impl Store {
     pub fn new(data_root: &Path) -> Store {
@@ -45,12 +40,7 @@ impl Store {
 
     /// Take the records' lock (every change holds it).
     pub fn lock(&self) -> Result<Locked> {
-        fs::create_dir_all(&self.root).map_err(io(format!("create {}", self.root.display())))?;
-        let p = self.root.join("lock");
-        let f = fs::File::create(&p).map_err(io(format!("create {}", p.display())))?;
-        Flock::lock(f, FlockArg::LockExclusive)
-            .map(Locked)
-            .map_err(|(_, e)| sys(format!("lock {}", p.display()))(e))
+        records::lock(&self.root)
     }
 
     fn class_path(&self, name: &str) -> PathBuf {
@@ -115,92 +105,30 @@ impl Store {
     }
     /// Claims of one namespace, or of all.
     pub fn claims(&self, ns: Option<&str>) -> Result<Vec<Claim>> {
-        let base = self.root.join("pvcs");
-        let spaces: Vec<PathBuf> = match ns {
-            Some(n) => vec![base.join(n)],
-            None => fs::read_dir(&base)
-                .map(|rd| rd.flatten().map(|e| e.path()).collect())
-                .unwrap_or_default(),
-        };
-        let mut out = Vec::new();
-        for d in spaces {
-            out.extend(list::<Claim>(&d)?);
-        }
-        Ok(out)
+        records::list_namespaced(&self.root.join("pvcs"), ns)
     }
 }
 
-/// A record with a version this berth can read.
-trait Versioned {
-    fn version(&self) -> u32;
-}
 impl Versioned for StorageClass {
+    const NEWEST: u32 = VERSION;
     fn version(&self) -> u32 {
         self.version
     }
 }
 impl Versioned for Volume {
+    const NEWEST: u32 = VERSION;
     fn version(&self) -> u32 {
         self.version
     }
 }
 impl Versioned for Claim {
+    const NEWEST: u32 = VERSION;
     fn version(&self) -> u32 {
         self.version
     }
 }
 
-#[allow(private_bounds)]
-fn read<T: DeserializeOwned + Versioned>(p: &Path) -> Result<Option<T>> {
-    let b = match fs::read(p) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io(format!("read {}", p.display()))(e)),
-    };
-    let v: T =
-        serde_json::from_slice(&b).map_err(|e| Error::Failed(format!("{}: {e}", p.display())))?;
-    if v.version() > VERSION {
-        return Err(Error::Failed(format!(
-            "{}: record version {} is newer than this berth knows ({VERSION})",
-            p.display(),
-            v.version()
-        )));
-    }
-    Ok(Some(v))
-}
-
-fn write<T: Serialize>(p: &Path, v: &T) -> Result<()> {
-    if let Some(d) = p.parent() {
-        fs::create_dir_all(d).map_err(io(format!("create {}", d.display())))?;
-    }
-    crate::linux::fs::write_atomic(p, &serde_json::to_vec_pretty(v).expect("records serialise"))
-        .map_err(io(format!("write {}", p.display())))
-}
-
+/// A removal that finds nothing is no error here.
 fn remove(p: &Path) -> Result<()> {
-    match fs::remove_file(p) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io(format!("remove {}", p.display()))(e)),
-    }
-}
-
-#[allow(private_bounds)]
-fn list<T: DeserializeOwned + Versioned>(dir: &Path) -> Result<Vec<T>> {
-    let mut names: Vec<PathBuf> = fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x == "json"))
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    let mut out = Vec::new();
-    for p in names {
-        if let Some(v) = read(&p)? {
-            out.push(v);
-        }
-    }
-    Ok(out)
+    records::remove(p).map(|_| ())
 }

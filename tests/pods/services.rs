@@ -34,18 +34,21 @@ fn vip(e: &PodEnv) -> String {
         .to_string()
 }
 
-/// Wait until the service has `n` ready endpoints.
+/// Wait until the service has `n` ready endpoints and the rules send to each of them (the
+/// monitors' resyncs run after `inspect` can see the containers running).
 fn wait_endpoints(e: &PodEnv, n: usize) -> Value {
     let t = Instant::now();
     loop {
         let v = inspect(e);
-        let ready = v["endpoints"]
+        let ready: Vec<String> = v["endpoints"]
             .as_array()
             .unwrap()
             .iter()
             .filter(|x| x["ready"] == true)
-            .count();
-        if ready == n {
+            .map(|x| format!("dnat to {}:", x["ip"].as_str().unwrap()))
+            .collect();
+        let rules = table(e);
+        if ready.len() == n && ready.iter().all(|r| rules.contains(r)) {
             return v;
         }
         assert!(

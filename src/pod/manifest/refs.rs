@@ -11,6 +11,15 @@ use crate::pod::config::VolumeSource;
 use crate::pod::error::{Error, Result};
 use crate::pod::refs::*;
 
+/// The elements of list `field` of `v`, numbered (none when it is absent).
+fn items_of<'a>(v: &'a Value, field: &str) -> impl Iterator<Item = (usize, &'a Value)> {
+    v.get(field)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+}
+
 fn bad(path: &str, m: impl std::fmt::Display) -> Error {
     Error::Manifest(format!("{path}: {m}"))
 }
@@ -87,13 +96,7 @@ fn file_path(v: &Value, path: &str) -> Result<String> {
 
 fn items(v: &Value, path: &str) -> Result<Vec<KeyToPath>> {
     let mut out = Vec::new();
-    for (i, it) in v
-        .get("items")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
+    for (i, it) in items_of(v, "items") {
         let p = format!("{path}.items[{i}]");
         let key = str_of(it, "key", &p)?.unwrap_or_default().to_string();
         crate::configmap::manifest::check_key(&key, &format!("{p}.key"))
@@ -191,13 +194,7 @@ fn pod_field(v: &Value, path: &str, for_env: bool) -> Result<PodField> {
 
 fn downward_items(v: &Value, path: &str) -> Result<Vec<(String, PodField, Option<u32>)>> {
     let mut out = Vec::new();
-    for (i, it) in v
-        .get("items")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
+    for (i, it) in items_of(v, "items") {
         let p = format!("{path}.items[{i}]");
         out.push((
             file_path(it, &p)?,
@@ -250,13 +247,7 @@ pub fn volume(v: &Value, path: &str) -> Result<Option<VolumeSource>> {
     if let Some(pr) = v.get("projected") {
         let p = format!("{path}.projected");
         let mut sources = Vec::new();
-        for (i, s) in pr
-            .get("sources")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
+        for (i, s) in items_of(pr, "sources") {
             let sp = format!("{p}.sources[{i}]");
             if let Some(c) = s.get("configMap") {
                 sources.push(data_source(
@@ -292,13 +283,7 @@ pub fn volume(v: &Value, path: &str) -> Result<Option<VolumeSource>> {
 /// A container's `envFrom` and `env` (at `path`).
 pub fn env(c: &Value, path: &str) -> Result<EnvSpec> {
     let mut spec = EnvSpec::default();
-    for (i, f) in c
-        .get("envFrom")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
+    for (i, f) in items_of(c, "envFrom") {
         let p = format!("{path}.envFrom[{i}]");
         let prefix = str_of(f, "prefix", &p)?.unwrap_or_default().to_string();
         let (kind, r, rp) = match (f.get("configMapRef"), f.get("secretRef")) {
@@ -313,13 +298,7 @@ pub fn env(c: &Value, path: &str) -> Result<EnvSpec> {
             optional: bool_of(r, "optional", &rp)?,
         });
     }
-    for (i, e) in c
-        .get("env")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
+    for (i, e) in items_of(c, "env") {
         let p = format!("{path}.env[{i}]");
         let name = str_of(e, "name", &p)?.unwrap_or_default().to_string();
         let value = match (e.get("value"), e.get("valueFrom")) {
