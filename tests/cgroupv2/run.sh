@@ -64,7 +64,7 @@ copy_with_libs "$(command -v runc)" "$root/usr/bin/runc"
 for p in bridge host-local; do copy_with_libs "/usr/lib/cni/$p" "$root/usr/lib/cni/$p"; done
 mkdir -p "$root$top/rootfs-fixtures/build/images" "$root/modules"
 cp -a "$top/rootfs-fixtures/build/images/registry" "$top"/rootfs-fixtures/build/images/registry-*.yml \
-    "$root$top/rootfs-fixtures/build/images/"
+    "$top/rootfs-fixtures/build/images/htpasswd" "$root$top/rootfs-fixtures/build/images/"
 for m in $modules; do cp "$work/modules/$(basename "$m")" "$root/modules/"; basename "$m"; done > "$root/modules/order"
 for t in "${tests[@]}"; do copy_with_libs "$t" "$root/tests/$(basename "$t")"; done
 mkdir -p "$root$top/rootfs-fixtures/build" "$root$top/runtime-spec"

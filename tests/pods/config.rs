@@ -137,21 +137,34 @@ fn files_env_and_the_downward_api_as_the_container_sees_them() {
             .contains("1st (from configmap default/settings)"),
         "{c}"
     );
-    // secret, downward and projected volumes are tmpfs; a lone ConfigMap's is not
+    // secret, downward and projected volumes are tmpfs mounts of their own; a lone
+    // ConfigMap's lives on the state root's file system, as /etc/hosts does (which may be a
+    // tmpfs too: the cgroup v2 VM's root is one), so compare devices, not only types
     let pid = e.pid("app", "c");
     let mi = fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
-    let fstype = |at: &str| {
-        mi.lines()
+    let mount = |at: &str| {
+        let l = mi
+            .lines()
             .find(|l| l.split(' ').nth(4) == Some(at))
-            .and_then(|l| l.split(" - ").nth(1))
-            .and_then(|t| t.split(' ').next())
-            .unwrap_or_else(|| panic!("{at} not mounted:\n{mi}"))
-            .to_string()
+            .unwrap_or_else(|| panic!("{at} not mounted:\n{mi}"));
+        let dev = l.split(' ').nth(2).unwrap().to_string();
+        let fstype = l
+            .split(" - ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .to_string();
+        (dev, fstype)
     };
+    let hosts = mount("/etc/hosts");
     for at in ["/sec", "/info", "/all"] {
-        assert_eq!(fstype(at), "tmpfs", "{at}");
+        let (dev, fstype) = mount(at);
+        assert_eq!(fstype, "tmpfs", "{at}");
+        assert_ne!(dev, hosts.0, "{at} is not a tmpfs of its own");
     }
-    assert_ne!(fstype("/cfg"), "tmpfs");
+    assert_eq!(mount("/cfg").0, hosts.0);
     // kubelet's atomic-writer layout
     let vol = e.pod_dir(&e.pod_id("app")).join("volumes/cfg");
     assert!(
