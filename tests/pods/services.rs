@@ -379,3 +379,48 @@ fn a_resync_killed_anywhere_is_repaired_by_the_next_one() {
     e.ok(&["pod", "rm", "-f", "a"]);
     e.ok(&["kube", "delete", "svc", "web"]);
 }
+
+#[test]
+fn names_of_services_made_after_the_pod_resolve_and_headless_names_list_endpoints() {
+    let e = PodEnv::new("svc-names");
+    let client = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: client}}\nspec:\n  containers: [{{name: c, image: {}, command: [sleep, '1000']}}]\n",
+        e.image("base")
+    );
+    e.apply(&format!("{}---\n{client}", web(&e, "a", "from-a")));
+    e.wait("client", "c", "Running");
+    // the services come after the client started
+    let headless = "apiVersion: v1\nkind: Service\nmetadata: {name: direct}\nspec:\n  clusterIP: None\n  selector: {app: web}\n";
+    e.apply(&format!("{SERVICE}---\n{headless}"));
+    let v = wait_endpoints(&e, 1);
+    let a_ip = v["endpoints"][0]["ip"].as_str().unwrap().to_string();
+    let got = e.wait_exec("client", "c", &["wget", "-qO-", "http://web/"], "from-a");
+    assert!(got.contains("from-a"), "{got}");
+    let got = e.wait_exec(
+        "client",
+        "c",
+        &["wget", "-qO-", "http://web.default.svc.cluster.local/"],
+        "from-a",
+    );
+    assert!(got.contains("from-a"), "{got}");
+    // a headless service's name lists its endpoints' addresses
+    let hosts = e.ok(&["pod", "exec", "client", "--", "cat", "/etc/hosts"]);
+    assert!(
+        hosts.contains(&format!(
+            "{a_ip}\tdirect.default.svc.cluster.local direct.default.svc direct.default direct"
+        )),
+        "{hosts}"
+    );
+    let got = e.wait_exec(
+        "client",
+        "c",
+        &["wget", "-qO-", "http://direct:8080/"],
+        "from-a",
+    );
+    assert!(got.contains("from-a"), "{got}");
+    // the service gone: its names go too
+    e.ok(&["kube", "delete", "svc", "web"]);
+    let hosts = e.ok(&["pod", "exec", "client", "--", "cat", "/etc/hosts"]);
+    assert!(!hosts.contains("web.default"), "{hosts}");
+    e.ok(&["kube", "delete", "svc", "direct"]);
+}
