@@ -122,7 +122,7 @@ impl ConfigData {
             }
             None => {
                 if o.uid.is_empty() {
-                    o.uid = crate::volume::manifest::new_uid();
+                    o.uid = crate::pod::store::new_uid();
                 }
                 o.created = crate::pod::store::now();
                 self.store.write(&o)?;

@@ -109,6 +109,19 @@ pub fn new_id() -> String {
 }
 
 /// Now, RFC 3339 with nanoseconds.
+/// A uid as Kubernetes writes them (8-4-4-4-12 hex), for objects made without one.
+pub fn new_uid() -> String {
+    let h = new_id();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
 pub fn now() -> String {
     humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string()
 }

@@ -156,7 +156,7 @@ impl Services {
             IpRequest::Any => Some(self.store.claim_ip(&lock, None)?),
         };
         if s.uid.is_empty() {
-            s.uid = crate::volume::manifest::new_uid();
+            s.uid = crate::pod::store::new_uid();
         }
         s.created = crate::pod::store::now();
         self.store.write(&lock, &s)?;

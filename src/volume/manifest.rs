@@ -386,7 +386,7 @@ fn claim(v: &Value) -> Result<Claim> {
     }
     Ok(Claim {
         version: VERSION,
-        uid: string(v, "metadata.uid")?.unwrap_or_else(new_uid),
+        uid: string(v, "metadata.uid")?.unwrap_or_else(crate::pod::store::new_uid),
         namespace,
         name,
         spec: ClaimSpec {
@@ -403,19 +403,6 @@ fn claim(v: &Value) -> Result<Claim> {
         terminating: false,
         created: String::new(),
     })
-}
-
-/// A uid as Kubernetes writes them (8-4-4-4-12 hex).
-pub fn new_uid() -> String {
-    let h = crate::pod::store::new_id();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
 }
 
 #[cfg(test)]

@@ -207,7 +207,7 @@ impl Volumes {
             version: super::VERSION,
             namespace: namespace.into(),
             name: name.into(),
-            uid: super::manifest::new_uid(),
+            uid: crate::pod::store::new_uid(),
             spec: super::ClaimSpec {
                 request: size,
                 access_modes,

@@ -36,7 +36,7 @@ impl Runtime {
         let mut cfg = cfg.clone();
         let given_uid = !cfg.uid.is_empty();
         if !given_uid {
-            cfg.uid = uuid_like();
+            cfg.uid = store::new_uid();
         }
         if cfg.namespace.is_empty() {
             cfg.namespace = "default".into();
@@ -382,19 +382,6 @@ fn hosts_file(hostname: &str, ip: Option<&str>) -> String {
     s
 }
 
-/// A random UUID-shaped string (for pods without metadata.uid).
-fn uuid_like() -> String {
-    let h = store::new_id();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -415,7 +402,7 @@ mod tests {
             resolv_conf(Some(&d)),
             "nameserver 10.0.0.10\nsearch ns.svc.cluster.local svc.cluster.local\noptions ndots:5\n"
         );
-        let u = uuid_like();
+        let u = store::new_uid();
         assert_eq!(u.len(), 36);
         assert_eq!(u.matches('-').count(), 4);
     }
