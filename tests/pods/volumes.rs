@@ -333,6 +333,43 @@ fn a_provisioning_killed_anywhere_leaves_no_half_volume() {
 }
 
 #[test]
+fn a_volume_create_killed_anywhere_is_undone_or_removable() {
+    let e = PodEnv::new("vol-crash-create");
+    let create = ["volume", "create", "cut", "--size", "32Mi"];
+    for point in [
+        "volume-provision:marked",
+        "volume-provision:made",
+        "volume-create:volume",
+    ] {
+        let out = e.cmd(&create).env("BERTH_FAULT", point).output().unwrap();
+        assert_eq!(out.status.signal(), Some(9), "{point}: not killed");
+        // the next command removes half-made storage; a volume recorded without its claim
+        // is listed, and `volume rm` removes it
+        let ls = e.ok(&["volume", "ls"]);
+        if ls.contains("cut") {
+            e.ok(&["volume", "rm", "cut"]);
+        }
+        assert_no_volumes(&e);
+        assert!(
+            fs::read_dir(vols(&e).join("pvcs/default"))
+                .map(|r| r.count())
+                .unwrap_or(0)
+                == 0,
+            "{point}: a claim left"
+        );
+    }
+    // made in one go: the volume and its claim each written once, already bound
+    e.ok(&create);
+    let c = e.get_json(&["pvc", "cut"]);
+    assert_eq!(c["status"]["phase"], "Bound", "{c}");
+    assert_eq!(c["spec"]["volumeName"], "cut", "{c}");
+    let err = e.fails(&create);
+    assert!(err.contains("volume cut already exists"), "{err}");
+    e.ok(&["volume", "rm", "cut"]);
+    assert_no_volumes(&e);
+}
+
+#[test]
 fn a_hundred_volumes_attached_at_once() {
     let e = PodEnv::new("vol-many");
     let mut text = String::new();
