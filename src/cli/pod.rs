@@ -287,31 +287,34 @@ pub fn main(args: &[String], root: &Path, data_root: &Path, log: &Logger) -> Res
                 pods.iter().for_each(|p| outln!("{}", p.id));
             } else {
                 outln!(
-                    "{:<14} {:<24} {:<12} {:<9} {:<16} {:>10}  CREATED",
+                    "{:<14} {:<24} {:<12} {:<9} {:<16} {:>5} {:>8}  CREATED",
                     "POD ID",
                     "NAME",
                     "NAMESPACE",
                     "STATE",
                     "IP",
-                    "CONTAINERS"
+                    "READY",
+                    "RESTARTS"
                 );
                 for p in pods {
-                    let st = rt.pod_status(&p.id).ok();
-                    let (running, total) = st
+                    // as kubectl counts them: app containers ready, and their restarts
+                    let (ready, total, restarts) = rt
+                        .pod_status(&p.id)
                         .map(|s| {
+                            let apps: Vec<_> = s
+                                .containers
+                                .iter()
+                                .filter(|c| !c.record.config.init)
+                                .collect();
                             (
-                                s.containers
-                                    .iter()
-                                    .filter(|c| {
-                                        c.status.state == berth::pod::ContainerState::Running
-                                    })
-                                    .count(),
-                                s.containers.len(),
+                                apps.iter().filter(|c| c.status.ready).count(),
+                                apps.len(),
+                                apps.iter().map(|c| c.status.restart_count).sum::<u32>(),
                             )
                         })
-                        .unwrap_or((0, 0));
+                        .unwrap_or((0, 0, 0));
                     outln!(
-                        "{:<14} {:<24} {:<12} {:<9} {:<16} {:>10}  {}",
+                        "{:<14} {:<24} {:<12} {:<9} {:<16} {:>5} {:>8}  {}",
                         &p.id[..12],
                         p.config.name,
                         p.config.namespace,
@@ -324,7 +327,8 @@ pub fn main(args: &[String], root: &Path, data_root: &Path, log: &Logger) -> Res
                             } else {
                                 "-".into()
                             }),
-                        format!("{running}/{total}"),
+                        format!("{ready}/{total}"),
+                        restarts,
                         p.created
                     );
                 }

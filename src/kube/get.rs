@@ -494,6 +494,7 @@ fn pod_row(p: &PodStatus) -> Vec<String> {
         .iter()
         .filter(|c| c.status.state == ContainerState::Running)
         .count();
+    let ready = apps.iter().filter(|c| c.status.ready).count();
     let restarts: u32 = apps.iter().map(|c| c.status.restart_count).sum();
     let status =
         if p.record.state == PodState::NotReady && running == 0 {
@@ -515,7 +516,7 @@ fn pod_row(p: &PodStatus) -> Vec<String> {
         };
     vec![
         p.record.config.name.clone(),
-        format!("{running}/{}", apps.len()),
+        format!("{ready}/{}", apps.len()),
         status,
         restarts.to_string(),
         age(&p.record.created),
@@ -528,8 +529,9 @@ fn pod_object(p: &PodStatus) -> Value {
         .iter()
         .map(|c| {
             json!({"name": c.record.config.name, "image": c.record.config.image,
-                   "ready": c.status.state == ContainerState::Running,
+                   "ready": c.status.ready,
                    "restartCount": c.status.restart_count,
+                   "started": c.status.state == ContainerState::Running,
                    "state": match c.status.state {
                        ContainerState::Running => json!({"running": {"startedAt": c.status.started_at}}),
                        ContainerState::Exited => json!({"terminated": {"exitCode": c.status.exit_code, "reason": c.status.reason, "message": c.status.message, "finishedAt": c.status.finished_at}}),
@@ -543,6 +545,7 @@ fn pod_object(p: &PodStatus) -> Value {
                      "creationTimestamp": p.record.created},
         "status": {"phase": pod_row(p)[2], "podIP": p.record.ips.first(),
                    "podIPs": p.record.ips.iter().map(|i| json!({"ip": i})).collect::<Vec<_>>(),
+                   "conditions": p.conditions,
                    "containerStatuses": statuses}})
 }
 

@@ -240,6 +240,9 @@ pub struct ContainerConfig {
     /// expanded, when the container is made; the CRI's env is final and has none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env_spec: Option<super::refs::EnvSpec>,
+    /// Probes the pod monitor runs (manifests; the CRI's containers have none: kubelet probes).
+    #[serde(default, skip_serializing_if = "super::probe::Probes::is_empty")]
+    pub probes: super::probe::Probes,
 }
 
 /// A host device node to create in a container.

@@ -34,6 +34,7 @@ pub mod manifest;
 pub(crate) mod monitor;
 mod names;
 pub(crate) mod net;
+pub mod probe;
 mod refs;
 mod run;
 pub(crate) mod sandbox;
@@ -55,7 +56,7 @@ pub use manifest::PodManifest;
 pub use monitor::hook;
 pub use net::cni::CniPaths;
 pub use refs::*;
-pub use sandbox::{NetworkSummary, PodStatus};
+pub use sandbox::{Condition, NetworkSummary, PodStatus};
 pub use store::{ContainerRecord, ContainerState, ContainerStatus, PodRecord, PodState};
 
 use crate::image::{Images, PullOptions};

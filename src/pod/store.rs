@@ -226,6 +226,19 @@ pub struct ContainerStatus {
     pub restart_count: u32,
     /// Log file of the current attempt.
     pub log_path: Option<PathBuf>,
+    /// Its readiness (probes: kept by the monitor; false while it does not run).
+    #[serde(default)]
+    pub ready: bool,
+    /// Probe failures of this container, all attempts (each one an event).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub probe_failures: u32,
+    /// The last probe failure, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_probe_failure: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Versioned for ContainerStatus {
@@ -300,6 +313,10 @@ impl PodDir {
     }
     pub fn monitor_pid(&self) -> PathBuf {
         self.0.join("monitor.pid")
+    }
+    /// The pod's readiness and when it last changed ([`Readiness`]), written by the monitor.
+    pub fn readiness(&self) -> PathBuf {
+        self.0.join("ready.json")
     }
     /// The monitor's keeper (its parent), written by the keeper.
     /// The manifest the pod was made from (`kube apply` compares it).
@@ -425,4 +442,27 @@ mod tests {
         assert!(e.contains("newer berth") && e.contains("99"), "{e}");
         fs::remove_dir_all(&dir).unwrap();
     }
+}
+
+/// A pod's `Ready` condition (and `ContainersReady`, the same without readiness gates) and
+/// its last transition, as the monitor records it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Readiness {
+    pub ready: bool,
+    pub since: String,
+}
+
+/// Record the pod's readiness, when it changed.
+pub(crate) fn record_readiness(dir: &PodDir, ready: bool) {
+    let old: Option<Readiness> = read_json(&dir.readiness()).ok();
+    if old.as_ref().is_some_and(|o| o.ready == ready) {
+        return;
+    }
+    let _ = write_json(
+        &dir.readiness(),
+        &Readiness {
+            ready,
+            since: now(),
+        },
+    );
 }

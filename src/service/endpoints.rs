@@ -93,6 +93,8 @@ pub fn pods(rt: &Runtime) -> crate::pod::Result<Vec<PodView>> {
             .find(|c| c.status.state != ContainerState::Running)
         {
             format!("container {} is {:?}", c.record.config.name, c.status.state)
+        } else if let Some(c) = apps.iter().find(|c| !c.status.ready) {
+            format!("container {} is not ready", c.record.config.name)
         } else {
             String::new()
         };

@@ -19,6 +19,7 @@ mod lifecycle;
 mod limits;
 mod namespaces;
 mod network;
+mod probes;
 mod services;
 mod upgrade;
 mod volumes;

@@ -10,6 +10,7 @@
 
 mod convert;
 mod k8s;
+mod probes;
 mod refs;
 pub(crate) mod schema;
 #[cfg(test)]
@@ -59,10 +60,11 @@ pub fn pod_from_value(v: &Value, doc: usize) -> Result<PodManifest> {
             .into_iter()
             .flatten()
             .enumerate()
-            .map(move |(i, c)| (format!("spec.{k}[{i}]"), c))
+            .map(move |(i, c)| (format!("spec.{k}[{i}]"), c, k == "initContainers"))
     });
-    for ((path, c), cfg) in listed.zip(m.containers.iter_mut()) {
+    for ((path, c, init), cfg) in listed.zip(m.containers.iter_mut()) {
         cfg.env_spec = Some(refs::env(c, &path).map_err(|e| at(inner(e)))?);
+        cfg.probes = probes::of(c, &path, init).map_err(|e| at(inner(e)))?;
     }
     m.source = v.clone();
     Ok(m)

@@ -58,6 +58,31 @@ const PROJECTION: Shape = Obj(&[
     ),
     ("downwardAPI", Obj(&[("items", DOWNWARD_ITEMS)])),
 ]);
+const PORT_HOST: Shape = Obj(&[("port", Scalar), ("host", Scalar)]);
+const PROBE: Shape = Obj(&[
+    ("exec", Obj(&[("command", STRS)])),
+    (
+        "httpGet",
+        Obj(&[
+            ("path", Scalar),
+            ("port", Scalar),
+            ("host", Scalar),
+            ("scheme", Scalar),
+            (
+                "httpHeaders",
+                List(&Obj(&[("name", Scalar), ("value", Scalar)])),
+            ),
+        ]),
+    ),
+    ("tcpSocket", PORT_HOST),
+    ("grpc", Obj(&[("port", Scalar), ("service", Scalar)])),
+    ("initialDelaySeconds", Scalar),
+    ("periodSeconds", Scalar),
+    ("timeoutSeconds", Scalar),
+    ("successThreshold", Scalar),
+    ("failureThreshold", Scalar),
+    ("terminationGracePeriodSeconds", Scalar),
+]);
 const RESOURCE_LIST: Shape = Obj(&[("cpu", Scalar), ("memory", Scalar)]);
 const CONTAINER: Shape = Obj(&[
     ("name", Scalar),
@@ -129,6 +154,9 @@ const CONTAINER: Shape = Obj(&[
     ("stdin", Scalar),
     ("tty", Scalar),
     ("terminationMessagePolicy", Scalar),
+    ("startupProbe", PROBE),
+    ("livenessProbe", PROBE),
+    ("readinessProbe", PROBE),
 ]);
 pub(super) const POD: Shape = Obj(&[
     ("apiVersion", Scalar),

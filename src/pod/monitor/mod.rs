@@ -19,10 +19,13 @@
 //! `spawn` and `stop` are the library's side of its life.
 
 mod adopt;
+mod check;
 mod keeper;
 mod output;
+mod probes;
 pub mod protocol;
 mod supervise;
+mod tls;
 mod worker;
 
 use std::collections::BTreeMap;
@@ -65,11 +68,16 @@ struct Ctr {
     kill_at: Option<Instant>,
     restart_at: Option<Instant>,
     started: Option<Instant>,
+    probes: probes::State,
+    /// Why the monitor killed it (a failed probe), for its exit's message.
+    killed_by: Option<String>,
 }
 
 impl Ctr {
     fn new(rec: ContainerRecord, status: ContainerStatus) -> Ctr {
         Ctr {
+            probes: probes::State::new(&rec.config.probes),
+            killed_by: None,
             rec,
             status,
             pipes: Vec::new(),
@@ -95,6 +103,8 @@ struct Monitor {
     attached: Vec<output::Attached>,
     /// The link to the keeper (this monitor's parent); None once the keeper is gone.
     keeper: Option<OwnedFd>,
+    /// Where network probes make their sockets (opened at the first).
+    netns: Option<check::Netns>,
 }
 
 /// For programs that embed berth and name themselves as [`super::Options::berth_binary`]:
@@ -289,6 +299,7 @@ fn monitor(dir: &PodDir, keeper_link: OwnedFd, inherited: keeper::Inherited) -> 
         shutdown: false,
         attached: Vec::new(),
         keeper: Some(keeper_link),
+        netns: None,
     };
     if m.pod.config.share_pid {
         m.pause = adopt::adopted_pause(&m.dir);
@@ -334,7 +345,17 @@ impl Monitor {
             let Ok(status) = cdir.read_status(&rec.created) else {
                 continue;
             };
-            self.ctrs.insert(id, Ctr::new(rec, status));
+            let mut c = Ctr::new(rec, status);
+            if c.status.state == ContainerState::Running {
+                // probes start over, readiness with them (as kubelet's after a restart)
+                c.probes.begin(Instant::now());
+                let ready = c.probes.ready_by_default();
+                if c.status.ready != ready {
+                    c.status.ready = ready;
+                    let _ = write_json(&cdir.status(), &c.status);
+                }
+            }
+            self.ctrs.insert(id, c);
         }
     }
 
@@ -406,6 +427,14 @@ impl Monitor {
                     owners.push((id.clone(), std::os::fd::AsRawFd::as_raw_fd(&p.fd)));
                 }
             }
+            let first_probe = pfds.len();
+            let mut probing: Vec<(String, usize)> = Vec::new();
+            for (id, c) in &self.ctrs {
+                for (k, fd, events) in c.probes.fds() {
+                    pfds.push(PollFd::new(fd, events));
+                    probing.push((id.clone(), k));
+                }
+            }
             let first_attached = pfds.len();
             for a in &self.attached {
                 pfds.push(PollFd::new(a.conn.as_fd(), PollFlags::POLLIN));
@@ -439,6 +468,11 @@ impl Monitor {
                     self.drain(id, *fd);
                 }
             }
+            for (k, (id, run)) in probing.iter().enumerate() {
+                if ready[first_probe + k] {
+                    self.probe_io(id, *run);
+                }
+            }
             let keeper_ready = ready.get(keeper_slot).copied().unwrap_or(false);
             let n_attached = keeper_slot - first_attached;
             for k in (0..n_attached).rev() {
@@ -468,13 +502,14 @@ impl Monitor {
                 }
             }
             self.timers();
+            self.probe_timers();
         }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
         self.ctrs
             .values()
-            .flat_map(|c| [c.kill_at, c.restart_at])
+            .flat_map(|c| [c.kill_at, c.restart_at, c.probes.deadline()])
             .flatten()
             .min()
     }
@@ -543,61 +578,6 @@ impl Monitor {
                 self.seq = supervise::Sequence::new(inits, apps);
                 self.advance();
                 Response::Ok
-            }
-        }
-    }
-
-    /// Signal a container, SIGKILL it after `timeout_ms`; it is not restarted.
-    fn stop(&mut self, id: &str, signal: i32, timeout_ms: u64) -> Result<()> {
-        let c = self
-            .ctrs
-            .get_mut(id)
-            .ok_or_else(|| Error::NotFound(format!("container {id}")))?;
-        c.stopping = true;
-        c.restart_at = None;
-        if c.status.state == ContainerState::Running && c.status.pid > 0 {
-            let sig = if timeout_ms == 0 {
-                libc::SIGKILL
-            } else {
-                signal
-            };
-            // our own child: a zombie until reaped, so the pid cannot be reused meanwhile
-            let _ = nix::sys::signal::kill(
-                Pid::from_raw(c.status.pid),
-                Signal::try_from(sig).unwrap_or(Signal::SIGTERM),
-            );
-            c.kill_at = Some(Instant::now() + Duration::from_millis(timeout_ms));
-        }
-        Ok(())
-    }
-
-    /// Kill containers past their grace period; restart those whose back-off ended.
-    fn timers(&mut self) {
-        let now = Instant::now();
-        let mut restart = Vec::new();
-        for (id, c) in &mut self.ctrs {
-            if c.kill_at.is_some_and(|t| t <= now) {
-                c.kill_at = None;
-                if c.status.state == ContainerState::Running {
-                    let _ = nix::sys::signal::kill(Pid::from_raw(c.status.pid), Signal::SIGKILL);
-                    // processes that left the init's process tree (a shared PID namespace)
-                    for p in super::cgroup::procs(&c.rec.cgroup) {
-                        let _ = nix::sys::signal::kill(Pid::from_raw(p), Signal::SIGKILL);
-                    }
-                }
-            }
-            if c.restart_at.is_some_and(|t| t <= now) {
-                c.restart_at = None;
-                restart.push(id.clone());
-            }
-        }
-        for id in restart {
-            if self.ctrs.get(&id).is_some_and(|c| c.stopping) {
-                continue;
-            }
-            if let Err(e) = self.start(&id) {
-                eprintln!("berth pod monitor: restart: {e}");
-                self.schedule_restart(&id, Duration::ZERO);
             }
         }
     }

@@ -1,15 +1,17 @@
 //! Exits and what follows them: the monitor reaps its children, records how each container
-//! ended, and — for pods it supervises (CLI pods) — runs init containers in order and
+//! ended, stops containers (the signal, then SIGKILL at the grace period's end), and — for pods it supervises (CLI pods) — runs init containers in order and
 //! restarts containers per the pod's restart policy with kubelet's back-off. The policy itself
 //! is pure ([`restarts`], [`backoff`], [`Sequence`]) and unit-tested.
 
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use super::Monitor;
 use crate::pod::config::RestartPolicy;
+use crate::pod::error::{Error, Result};
 use crate::pod::store::{ContainerState, write_json};
 
 /// Does a container that exited with `code` start again (kubelet's rules)? An init container
@@ -156,6 +158,9 @@ impl Monitor {
             self.pause = None;
             return;
         }
+        if self.probe_exited(pid, code) {
+            return;
+        }
         let Some(id) = self
             .ctrs
             .iter()
@@ -188,11 +193,16 @@ impl Monitor {
             .into(),
         );
         c.kill_at = None;
+        c.probes.halt();
+        c.status.ready = false;
+        if let Some(why) = c.killed_by.take() {
+            c.status.message = Some(why);
+        }
         let _ = write_json(&self.dir.container(&id).status(), &c.status);
-        // an endpoint gone, maybe
-        crate::pod::services::changed_from_monitor(&self.dir.0);
         let stopping = c.stopping;
         let ran_for = c.started.map(|s| s.elapsed()).unwrap_or_default();
+        // an endpoint gone, maybe; the pod not ready
+        self.readiness_changed();
         self.tell_keeper(&super::keeper::ToKeeper::Forget { id: id.clone() }, &[]);
         if self.pod.supervised && !stopping {
             self.after_exit(&id, code, ran_for);
@@ -244,6 +254,63 @@ impl Monitor {
                 if policy != RestartPolicy::Never {
                     self.schedule_restart(&id, Duration::ZERO);
                 }
+            }
+        }
+    }
+}
+
+impl Monitor {
+    /// Signal a container, SIGKILL it after `timeout_ms`; it is not restarted.
+    pub(super) fn stop(&mut self, id: &str, signal: i32, timeout_ms: u64) -> Result<()> {
+        let c = self
+            .ctrs
+            .get_mut(id)
+            .ok_or_else(|| Error::NotFound(format!("container {id}")))?;
+        c.stopping = true;
+        c.restart_at = None;
+        if c.status.state == ContainerState::Running && c.status.pid > 0 {
+            let sig = if timeout_ms == 0 {
+                libc::SIGKILL
+            } else {
+                signal
+            };
+            // our own child: a zombie until reaped, so the pid cannot be reused meanwhile
+            let _ = nix::sys::signal::kill(
+                Pid::from_raw(c.status.pid),
+                Signal::try_from(sig).unwrap_or(Signal::SIGTERM),
+            );
+            c.kill_at = Some(Instant::now() + Duration::from_millis(timeout_ms));
+        }
+        Ok(())
+    }
+
+    /// Kill containers past their grace period; restart those whose back-off ended.
+    pub(super) fn timers(&mut self) {
+        let now = Instant::now();
+        let mut restart = Vec::new();
+        for (id, c) in &mut self.ctrs {
+            if c.kill_at.is_some_and(|t| t <= now) {
+                c.kill_at = None;
+                if c.status.state == ContainerState::Running {
+                    let _ = nix::sys::signal::kill(Pid::from_raw(c.status.pid), Signal::SIGKILL);
+                    // processes that left the init's process tree (a shared PID namespace)
+                    for p in crate::pod::cgroup::procs(&c.rec.cgroup) {
+                        let _ = nix::sys::signal::kill(Pid::from_raw(p), Signal::SIGKILL);
+                    }
+                }
+            }
+            if c.restart_at.is_some_and(|t| t <= now) {
+                c.restart_at = None;
+                restart.push(id.clone());
+            }
+        }
+        for id in restart {
+            if self.ctrs.get(&id).is_some_and(|c| c.stopping) {
+                continue;
+            }
+            if let Err(e) = self.start(&id) {
+                eprintln!("berth pod monitor: restart: {e}");
+                self.schedule_restart(&id, Duration::ZERO);
             }
         }
     }

@@ -153,15 +153,14 @@ impl Monitor {
                 ))
             }
         };
-        write_json(&cdir.status(), &status)?;
         let ok = result.is_ok();
-        if ok {
-            // a new endpoint, maybe
-            crate::pod::services::changed_from_monitor(&self.dir.0);
-        }
         let mut c = Ctr::new(rec, status);
         c.log = Some(log);
         c.started = ok.then(Instant::now);
+        if ok {
+            c.probes.begin(Instant::now());
+            c.status.ready = c.probes.ready_by_default();
+        }
         c.input = stdin.map(|(_, w)| w);
         if ok {
             let mut ends = match master {
@@ -185,7 +184,13 @@ impl Monitor {
                 eprintln!("berth pod monitor: the keeper is gone");
             }
         }
+        let written = write_json(&cdir.status(), &c.status);
         self.ctrs.insert(id.to_string(), c);
+        written?;
+        if ok {
+            // a new endpoint, maybe; the pod ready, maybe
+            self.readiness_changed();
+        }
         result
     }
 

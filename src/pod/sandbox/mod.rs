@@ -33,6 +33,29 @@ pub struct PodStatus {
     /// The pod's network and where its configuration came from (None: the host's network,
     /// or the pod is stopped).
     pub network: Option<NetworkSummary>,
+    /// `Ready` and `ContainersReady`, as Kubernetes reports them.
+    pub conditions: Vec<Condition>,
+}
+
+/// A pod condition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// "True" or "False".
+    pub status: &'static str,
+    pub last_transition_time: String,
+}
+
+impl PodStatus {
+    /// Every app container runs and is ready (its readiness probe passed, if it has one).
+    pub fn ready(&self) -> bool {
+        let mut apps = self.containers.iter().filter(|c| !c.record.config.init);
+        self.record.state == super::store::PodState::Ready
+            && self.containers.iter().any(|c| !c.record.config.init)
+            && apps.all(|c| c.status.ready)
+    }
 }
 
 /// Which network a pod is on.
@@ -125,7 +148,12 @@ impl Runtime {
             let Ok(r) = read_record::<ContainerRecord>(&cdir.record()) else {
                 continue;
             };
-            let status = settled_status(&cdir, &r)?;
+            let mut status = settled_status(&cdir, &r)?;
+            // without readiness or startup probes a running container is ready (whatever
+            // a monitor before probes wrote)
+            let p = &r.config.probes;
+            status.ready = status.state == super::store::ContainerState::Running
+                && (status.ready || (p.readiness.is_none() && p.startup.is_none()));
             containers.push(ContainerInfo { record: r, status });
         }
         containers.sort_by(|a, b| a.record.created.cmp(&b.record.created));
@@ -145,14 +173,32 @@ impl Runtime {
                 name: c.network.name,
                 source: c.network.source,
             });
-        Ok(PodStatus {
+        let mut st = PodStatus {
             network,
             monitor_pid,
             record: rec,
             containers,
             namespaces,
             namespace_paths,
-        })
+            conditions: Vec::new(),
+        };
+        // the monitor records when readiness changed; what it says now is read from the
+        // containers (a stopped pod's monitor is gone)
+        let ready = st.ready();
+        let since = read_json::<super::store::Readiness>(&dir.readiness())
+            .ok()
+            .filter(|r| r.ready == ready)
+            .map(|r| r.since)
+            .unwrap_or_else(|| st.record.created.clone());
+        st.conditions = ["ContainersReady", "Ready"]
+            .into_iter()
+            .map(|kind| Condition {
+                kind,
+                status: if ready { "True" } else { "False" },
+                last_transition_time: since.clone(),
+            })
+            .collect();
+        Ok(st)
     }
 
     /// The CNI result of a pod's network (None: host network, or its network is down).
