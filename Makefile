@@ -64,9 +64,11 @@ unit-and-integration: fixtures
 	@# the tests' common parent directory goes too once they are done (each test removes its own)
 	cargo test; rc=$$?; rmdir /run/berth-test 2>/dev/null; exit $$rc
 
-## test-release: the release build runs a container; its peak RSS stays within 3 MiB
+## test-release: the release build runs a container; its peak RSS stays within 3 MiB; a pod
+## monitor running ten probes a second stays within 2 MiB
 test-release: build fixtures
 	tests/release.sh $(RELEASE_BIN)
+	tests/probes-memory.sh $(RELEASE_BIN)
 
 ## test-upgrade: a pod made by the berth before the pod layer's rebuild (built from this
 ## checkout's history) is inspected, stopped and removed by this one
