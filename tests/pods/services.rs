@@ -45,10 +45,14 @@ fn wait_endpoints(e: &PodEnv, n: usize) -> Value {
             .unwrap()
             .iter()
             .filter(|x| x["ready"] == true)
-            .map(|x| format!("dnat to {}:", x["ip"].as_str().unwrap()))
+            .map(|x| x["ip"].as_str().unwrap().to_string())
             .collect();
         let rules = table(e);
-        if ready.len() == n && ready.iter().all(|r| rules.contains(r)) {
+        // one endpoint: `dnat to IP:PORT`; more: `N : IP . PORT` in the rule's map
+        let in_rules = |ip: &String| {
+            rules.contains(&format!("dnat to {ip}:")) || rules.contains(&format!(": {ip} . "))
+        };
+        if ready.len() == n && ready.iter().all(in_rules) {
             return v;
         }
         assert!(
