@@ -5,10 +5,12 @@
 //! traffic for a service without endpoints to a chain that rejects it (a TCP reset, an ICMP
 //! port unreachable for UDP), so clients fail at once instead of timing out.
 //!
-//! Pod → VIP → pod on one bridge: berth masquerades every service connection (the mark set in
-//! the service chain) rather than turning on `br_netfilter` host-wide: replies then come back
-//! through the host, where conntrack undoes the DNAT, and a pod reaching its own service
-//! (hairpin) works too. The endpoint sees the host's bridge address as the client.
+//! Pod → VIP → pod on one bridge: berth masquerades the service connections of pods (the mark
+//! set in the service chain) rather than turning on `br_netfilter` host-wide: replies then
+//! come back through the host, where conntrack undoes the DNAT, and a pod reaching its own
+//! service (hairpin) works too. The endpoint sees the host's bridge address as the client.
+//! Connections the host makes (a local source address) need none: their replies come to the
+//! host anyway.
 //!
 //! The text is pure (golden-tested, and checked by `nft -c` in the tests); [`apply`] runs it
 //! as one transaction that replaces the whole table, or deletes it when no service is left.
@@ -145,7 +147,7 @@ pub fn full(table: &str, m: &Model) -> Option<String> {
          \tmap no-endpoints {{\n\t\ttype ipv4_addr . inet_proto . inet_service : verdict\n{}\t}}\n\
          \tchain nat-prerouting {{\n\t\ttype nat hook prerouting priority -100; policy accept;\n\t\t{lookup} vmap @service-ips\n\t}}\n\
          \tchain nat-output {{\n\t\ttype nat hook output priority -100; policy accept;\n\t\t{lookup} vmap @service-ips\n\t}}\n\
-         \tchain nat-postrouting {{\n\t\ttype nat hook postrouting priority 100; policy accept;\n\t\tmeta mark & {MARK} == {MARK} masquerade\n\t}}\n\
+         \tchain nat-postrouting {{\n\t\ttype nat hook postrouting priority 100; policy accept;\n\t\tmeta mark & {MARK} == {MARK} fib saddr type != local masquerade\n\t}}\n\
          \tchain filter-forward {{\n\t\ttype filter hook forward priority 0; policy accept;\n\t\t{lookup} vmap @no-endpoints\n\t}}\n\
          \tchain filter-output {{\n\t\ttype filter hook output priority 0; policy accept;\n\t\t{lookup} vmap @no-endpoints\n\t}}\n\
          \tchain reject-service {{\n\t\tmeta l4proto tcp reject with tcp reset\n\t\treject\n\t}}\n\
