@@ -120,6 +120,8 @@ pub fn main(verb: Option<&str>, args: &[String], root: &Path, data_root: &Path) 
         KubeCommand::Create { what, namespace } => {
             let data = berth::configmap::ConfigData::new(&rt.options().data_root);
             outln!("{}", super::kube_create::create(&data, &namespace, what)?);
+            // pods that waited for it start
+            kube::start_pending(&rt, &mut |l| errln!("{l}"));
         }
         KubeCommand::Delete {
             file,

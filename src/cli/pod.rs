@@ -308,7 +308,9 @@ pub fn main(args: &[String], root: &Path, data_root: &Path, log: &Logger) -> Res
                                 .collect();
                             (
                                 apps.iter().filter(|c| c.status.ready).count(),
-                                apps.len(),
+                                s.waiting
+                                    .as_ref()
+                                    .map_or(apps.len(), |w| w.containers.len()),
                                 apps.iter().map(|c| c.status.restart_count).sum::<u32>(),
                             )
                         })

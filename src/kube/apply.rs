@@ -86,6 +86,8 @@ pub fn apply(
                 if applied == Applied::Configured {
                     rt.refresh_projected(o.kind, &o.namespace, &o.name)?;
                 }
+                // pods that waited for it start
+                start_pending(rt, report);
                 (applied, None)
             }
             Object::Storage(s) => match &**s {
@@ -113,7 +115,6 @@ pub fn apply(
                         (Applied::Unchanged, Some(rec.id))
                     }
                     Err(crate::pod::Error::NotFound(_)) => {
-                        wait_for_references(rt, m, opts, &key)?;
                         let id = rt.run_pod(m, report).map_err(|e| naming(e, &key))?;
                         started.push((key, id.clone()));
                         (Applied::Created, Some(id))
@@ -137,34 +138,6 @@ pub fn apply(
         }
     }
     Ok(out)
-}
-
-/// Wait until the ConfigMaps, Secrets and keys pod `m` needs (those not `optional`) exist:
-/// up to the timeout, or not at all with `detach` (the pod is not made then).
-fn wait_for_references(
-    rt: &crate::pod::Runtime,
-    m: &crate::pod::PodManifest,
-    opts: &ApplyOptions,
-    key: &str,
-) -> Result<()> {
-    let data = crate::configmap::ConfigData::new(&rt.options().data_root);
-    let deadline = std::time::Instant::now() + opts.timeout;
-    loop {
-        let Some(missing) = crate::configmap::resolve::missing(&data, m) else {
-            return Ok(());
-        };
-        if opts.detach || std::time::Instant::now() >= deadline {
-            let waited = if opts.detach {
-                String::new()
-            } else {
-                format!(" (waited {} s)", opts.timeout.as_secs())
-            };
-            return Err(Error::Invalid(format!(
-                "pod {key}: CreateContainerConfigError: {missing}{waited}"
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// The service range must not overlap the pod network (a VIP would shadow a pod).
@@ -194,5 +167,15 @@ fn naming(e: crate::pod::Error, key: &str) -> Error {
         e.into()
     } else {
         Error::Invalid(format!("pod {key}: {e}"))
+    }
+}
+
+/// Start the pods waiting for ConfigMaps or Secrets that now all exist (a pod that cannot
+/// start yet keeps waiting, and says why in its status).
+pub fn start_pending(rt: &crate::pod::Runtime, report: &mut dyn FnMut(&str)) {
+    for (id, e) in rt.start_all_pending() {
+        report(&format!(
+            "pod {id} waited for its configuration and could not start: {e}"
+        ));
     }
 }

@@ -514,9 +514,14 @@ fn pod_row(p: &PodStatus) -> Vec<String> {
         } else {
             "Pending".into()
         };
+    // waiting for a ConfigMap or Secret: no container made yet
+    let (total, status) = match &p.waiting {
+        Some(w) => (w.containers.len(), w.reason.clone()),
+        None => (apps.len(), status),
+    };
     vec![
         p.record.config.name.clone(),
-        format!("{ready}/{}", apps.len()),
+        format!("{ready}/{total}"),
         status,
         restarts.to_string(),
         age(&p.record.created),
@@ -524,6 +529,12 @@ fn pod_row(p: &PodStatus) -> Vec<String> {
 }
 
 fn pod_object(p: &PodStatus) -> Value {
+    let waiting = p.waiting.iter().flat_map(|w| {
+        w.containers.iter().map(move |name| {
+            json!({"name": name, "ready": false, "restartCount": 0, "started": false,
+                   "state": {"waiting": {"reason": w.reason, "message": w.message}}})
+        })
+    });
     let statuses: Vec<Value> = p
         .containers
         .iter()
@@ -532,12 +543,14 @@ fn pod_object(p: &PodStatus) -> Value {
                    "ready": c.status.ready,
                    "restartCount": c.status.restart_count,
                    "started": c.status.state == ContainerState::Running,
+                   "lastState": c.status.last_exit.as_ref().map_or(json!({}), |l| json!({"terminated": {"exitCode": l.exit_code, "reason": l.reason, "message": l.message, "finishedAt": l.finished_at}})),
                    "state": match c.status.state {
                        ContainerState::Running => json!({"running": {"startedAt": c.status.started_at}}),
                        ContainerState::Exited => json!({"terminated": {"exitCode": c.status.exit_code, "reason": c.status.reason, "message": c.status.message, "finishedAt": c.status.finished_at}}),
                        _ => json!({"waiting": {"reason": "ContainerCreating"}}),
                    }})
         })
+        .chain(waiting)
         .collect();
     json!({"apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": p.record.config.name, "namespace": p.record.config.namespace,

@@ -11,7 +11,7 @@ mod get;
 use serde::Deserialize;
 use serde_json::Value;
 
-pub use apply::{ApplyOptions, Outcome, apply};
+pub use apply::{ApplyOptions, Outcome, apply, start_pending};
 pub use delete::{delete, delete_named};
 pub use get::{Kind, Listing, Show, get};
 

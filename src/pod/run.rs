@@ -64,34 +64,13 @@ impl Runtime {
         if !m.source.is_null() {
             let _ = super::store::write_json(&self.pod_dir(&id).manifest(), &m.source);
         }
-        let r = (|| -> Result<()> {
-            // ConfigMap, Secret and downward API files, before any container
-            let rec = self.find_pod(&id)?;
-            let resources = m
-                .containers
-                .iter()
-                .map(|c| (c.name.clone(), c.resources.clone()))
-                .collect();
-            self.project_volumes(&rec, &resources, &|_| true)?;
-            // the services' names in its /etc/hosts before anything of it runs
-            self.services_changed();
-            let mut inits = Vec::new();
-            let mut apps = Vec::new();
-            for c in &m.containers {
-                let cid = self.create_container(&id, c)?;
-                if c.init {
-                    inits.push(cid)
-                } else {
-                    apps.push(cid)
-                }
-            }
-            monitor::request(
-                &self.pod_dir(&id),
-                &Request::Sequence { inits, apps },
-                Duration::from_secs(120),
-            )?
-            .expect_ok("sequence")
-        })();
+        // a ConfigMap, Secret or key it needs is missing: the pod waits for it (kubelet's
+        // CreateContainerConfigError), its containers made when it is applied
+        let r = match self.wait_for_references(&id, m) {
+            Ok(true) => Ok(()),
+            Ok(false) => self.create_containers(&id, m),
+            Err(e) => Err(e),
+        };
         if let Err(e) = r {
             let _ = self.remove_pod(&id, true);
             marker.done();
@@ -99,6 +78,46 @@ impl Runtime {
         }
         marker.done();
         Ok(id)
+    }
+
+    /// Make pod `id`'s containers (those not made yet: a start cut short made some) and let
+    /// its monitor run them.
+    pub(super) fn create_containers(&self, id: &str, m: &PodManifest) -> Result<()> {
+        // ConfigMap, Secret and downward API files, before any container
+        let rec = self.find_pod(id)?;
+        let resources = m
+            .containers
+            .iter()
+            .map(|c| (c.name.clone(), c.resources.clone()))
+            .collect();
+        self.project_volumes(&rec, &resources, &|_| true)?;
+        // the services' names in its /etc/hosts before anything of it runs
+        self.services_changed();
+        let made: std::collections::BTreeMap<String, String> = self
+            .status_of(rec)?
+            .containers
+            .into_iter()
+            .map(|c| (c.record.config.name.clone(), c.record.id))
+            .collect();
+        let mut inits = Vec::new();
+        let mut apps = Vec::new();
+        for c in &m.containers {
+            let cid = match made.get(&c.name) {
+                Some(cid) => cid.clone(),
+                None => self.create_container(id, c)?,
+            };
+            if c.init {
+                inits.push(cid)
+            } else {
+                apps.push(cid)
+            }
+        }
+        monitor::request(
+            &self.pod_dir(id),
+            &Request::Sequence { inits, apps },
+            Duration::from_secs(120),
+        )?
+        .expect_ok("sequence")
     }
 }
 

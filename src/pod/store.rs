@@ -235,6 +235,18 @@ pub struct ContainerStatus {
     /// The last probe failure, and why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_probe_failure: Option<String>,
+    /// How the previous attempt ended (Kubernetes' `lastState.terminated`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_exit: Option<LastExit>,
+}
+
+/// How a container's previous attempt ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastExit {
+    pub exit_code: Option<i32>,
+    pub reason: Option<String>,
+    pub message: Option<String>,
+    pub finished_at: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -313,6 +325,10 @@ impl PodDir {
     }
     pub fn monitor_pid(&self) -> PathBuf {
         self.0.join("monitor.pid")
+    }
+    /// A pod waiting for a ConfigMap, Secret or key (`super::pending`).
+    pub fn pending(&self) -> PathBuf {
+        self.0.join("pending.json")
     }
     /// The pod's readiness and when it last changed ([`Readiness`]), written by the monitor.
     pub fn readiness(&self) -> PathBuf {

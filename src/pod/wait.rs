@@ -1,6 +1,7 @@
 //! Waiting for a pod to start, as `berth pod run` does: until every init container has exited
 //! 0 and every other container's process has been exec'd (its program runs, not berth's setup),
-//! or until the first container that failed.
+//! or until the first container that failed. A pod waiting for a ConfigMap or Secret is waited
+//! for too (another berth applying it starts the pod).
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -30,6 +31,20 @@ impl Runtime {
         let deadline = Instant::now() + timeout;
         loop {
             let st = self.pod_status(key)?;
+            if let Some(w) = &st.waiting {
+                if Instant::now() >= deadline {
+                    return Err(Error::Timeout(format!(
+                        "pod {}/{}: {}: {} (waited {})",
+                        st.record.config.namespace,
+                        st.record.config.name,
+                        w.reason,
+                        w.message,
+                        humantime::format_duration(timeout)
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
             match judge(&st) {
                 Judged::Started => return Ok(()),
                 Judged::Failed(why) => return Err(Error::Precondition(why)),

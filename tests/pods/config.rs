@@ -239,11 +239,14 @@ done"#;
 #[test]
 fn a_missing_reference_waits_and_the_pod_starts_once_it_is_applied() {
     let e = PodEnv::new("cfg-wait");
-    let pod = format!(
-        "apiVersion: v1\nkind: Pod\nmetadata: {{name: w}}\nspec:\n  hostNetwork: true\n  containers: [{{name: c, image: {}, command: [sh, -c, 'echo got=$V; sleep 1000'], env: [{{name: V, valueFrom: {{configMapKeyRef: {{name: late, key: v}}}}}}]}}]\n",
-        e.image("base")
-    );
-    let f = e.file(&pod);
+    let pod = |name: &str, cm: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  hostNetwork: true\n  containers: [{{name: c, image: {}, command: [sh, -c, 'echo got=$V; sleep 1000'], env: [{{name: V, valueFrom: {{configMapKeyRef: {{name: {cm}, key: v}}}}}}]}}]\n",
+            e.image("base")
+        )
+    };
+    // apply waits, then says why and exits non-zero; the pod stays, waiting
+    let f = e.file(&pod("w", "late"));
     let out = e.berth(&[
         "kube",
         "apply",
@@ -255,31 +258,48 @@ fn a_missing_reference_waits_and_the_pod_starts_once_it_is_applied() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        err.contains("pod default/w: CreateContainerConfigError: configmap \"late\" not found"),
+        err.contains(
+            "pod default/w: CreateContainerConfigError: configmap \"late\" not found (waited 1s)"
+        ),
         "{err}"
     );
+    let row = e.ok(&["kube", "get", "pods"]);
     assert!(
-        e.get_json(&["pods"])["items"]
-            .as_array()
-            .unwrap()
-            .is_empty()
+        row.lines().any(|l| l.starts_with("w ")
+            && l.contains("0/1")
+            && l.contains("CreateContainerConfigError")),
+        "{row}"
     );
-    // waiting: the ConfigMap comes while apply waits
+    let v = e.inspect("w");
+    assert_eq!(
+        v["waiting"]["message"], "configmap \"late\" not found",
+        "{v}"
+    );
+    assert!(v["containers"].as_array().unwrap().is_empty(), "{v}");
+    // --detach: made at once, waiting too
+    let f2 = e.file(&pod("d", "late"));
+    let t = std::time::Instant::now();
+    e.ok(&["kube", "apply", "--detach", "-f", f2.to_str().unwrap()]);
+    assert!(t.elapsed() < Duration::from_secs(5));
+    assert_eq!(
+        e.inspect("d")["waiting"]["reason"],
+        "CreateContainerConfigError"
+    );
+    // and a `pod run` that waits meanwhile
+    let f3 = e.file(&pod("r", "late"));
     let mut waiting = e
-        .cmd(&[
-            "kube",
-            "apply",
-            "--timeout",
-            "30s",
-            "-f",
-            f.to_str().unwrap(),
-        ])
+        .cmd(&["pod", "run", "--timeout", "30s", f3.to_str().unwrap()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(800));
-    assert!(waiting.try_wait().unwrap().is_none(), "apply did not wait");
+    assert!(
+        waiting.try_wait().unwrap().is_none(),
+        "pod run did not wait"
+    );
+    // the ConfigMap comes: every pod waiting for it starts, no berth command running but
+    // the one that applied it
     e.apply("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: late}\ndata: {v: here}\n");
     let done = waiting.wait_with_output().unwrap();
     assert!(
@@ -287,8 +307,24 @@ fn a_missing_reference_waits_and_the_pod_starts_once_it_is_applied() {
         "{}",
         String::from_utf8_lossy(&done.stderr)
     );
-    e.log_until("w", "got=here");
-    e.ok(&["pod", "rm", "-f", "w"]);
+    for p in ["w", "d", "r"] {
+        e.log_until(p, "got=here");
+        assert!(e.inspect(p).get("waiting").is_none());
+        e.ok(&["pod", "rm", "-f", p]);
+    }
+    // `kube create configmap` starts its waiters too
+    let f4 = e.file(&pod("k", "made"));
+    e.ok(&["kube", "apply", "--detach", "-f", f4.to_str().unwrap()]);
+    e.ok(&[
+        "kube",
+        "create",
+        "configmap",
+        "made",
+        "--from-literal",
+        "v=there",
+    ]);
+    e.log_until("k", "got=there");
+    e.ok(&["pod", "rm", "-f", "k"]);
 }
 
 #[test]

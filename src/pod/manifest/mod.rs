@@ -24,7 +24,7 @@ use super::error::{Error, Result};
 pub use convert::quantity;
 
 /// A pod read from a manifest: the pod and its containers (init containers first, in order).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PodManifest {
     pub pod: PodConfig,
     pub containers: Vec<ContainerConfig>,

@@ -121,6 +121,17 @@ impl Monitor {
             restart_count: attempt,
             log_path: Some(log_path),
             created_at: Some(rec.created.clone()),
+            // what the container's probes said, and how its last attempt ended, stay
+            probe_failures: prev.probe_failures,
+            last_probe_failure: prev.last_probe_failure.clone(),
+            last_exit: (prev.state == ContainerState::Exited)
+                .then(|| crate::pod::store::LastExit {
+                    exit_code: prev.exit_code,
+                    reason: prev.reason.clone(),
+                    message: prev.message.clone(),
+                    finished_at: prev.finished_at.clone(),
+                })
+                .or(prev.last_exit.clone()),
             ..Default::default()
         };
         let result = match serde_json::from_str::<WorkerResult>(&text) {

@@ -35,6 +35,9 @@ pub struct PodStatus {
     pub network: Option<NetworkSummary>,
     /// `Ready` and `ContainersReady`, as Kubernetes reports them.
     pub conditions: Vec<Condition>,
+    /// Why its containers are not made yet (a missing ConfigMap, Secret or key).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<super::Waiting>,
 }
 
 /// A pod condition.
@@ -181,6 +184,9 @@ impl Runtime {
             namespaces,
             namespace_paths,
             conditions: Vec::new(),
+            waiting: read_json::<super::pending::Pending>(&dir.pending())
+                .ok()
+                .map(Into::into),
         };
         // the monitor records when readiness changed; what it says now is read from the
         // containers (a stopped pod's monitor is gone)
