@@ -107,6 +107,7 @@ bench: build fixtures
 	tests/bench/cri.sh $(RELEASE_BIN)
 	tests/bench/volumes.sh $(RELEASE_BIN)
 	tests/bench/services.sh $(RELEASE_BIN)
+	tests/bench/probes.sh $(RELEASE_BIN)
 
 clean:
 	cargo clean

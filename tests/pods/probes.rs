@@ -482,6 +482,79 @@ fn tcp_and_grpc_probes_against_servers_in_the_pod() {
     until(10, "unready", &mut || status(&e, "ok")["ready"] == false);
 }
 
+/// `openssl s_server -www` (a self-signed certificate) on `port` in the network namespace at
+/// `netns`; killed on drop.
+struct TlsServer(std::process::Child);
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn tls_server(e: &PodEnv, netns: &str, port: u16) -> TlsServer {
+    let (key, cert) = (e.dir.join("tls.key"), e.dir.join("tls.crt"));
+    let st = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=probe",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let child = std::process::Command::new("nsenter")
+        .arg(format!("--net={netns}"))
+        .args(["openssl", "s_server", "-www", "-accept"])
+        .arg(port.to_string())
+        .arg("-key")
+        .arg(&key)
+        .arg("-cert")
+        .arg(&cert)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    TlsServer(child)
+}
+
+#[test]
+fn https_probes_skip_verification_and_read_the_status() {
+    let e = PodEnv::new("probe-https");
+    let y = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: s}}\nspec:\n  containers:\n  - name: c\n    image: {}\n    command: [sleep, \"1000\"]\n    readinessProbe:\n      httpGet: {{scheme: HTTPS, path: /, port: 8443, httpHeaders: [{{name: X-Probe, value: berth}}]}}\n      periodSeconds: 1\n      failureThreshold: 1\n",
+        e.image("base")
+    );
+    let id = e.run(&y);
+    // nothing listens yet
+    until(10, "a refusal", &mut || {
+        status(&e, "s")["last_probe_failure"]
+            .as_str()
+            .is_some_and(|m| m.contains("Connection refused"))
+    });
+    let v = e.inspect(&id);
+    let server = tls_server(&e, v["namespace_paths"]["net"].as_str().unwrap(), 8443);
+    // a self-signed certificate: accepted, as kubelet does
+    until(15, "ready over HTTPS", &mut || {
+        status(&e, "s")["ready"] == true
+    });
+    drop(server);
+    until(10, "unready", &mut || status(&e, "s")["ready"] == false);
+}
+
 #[test]
 fn ten_probes_a_second_over_five_containers_all_pass() {
     // (the monitor's size with them, release build: tests/probes-memory.sh)
