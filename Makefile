@@ -108,6 +108,7 @@ bench: build fixtures
 	tests/bench/volumes.sh $(RELEASE_BIN)
 	tests/bench/services.sh $(RELEASE_BIN)
 	tests/bench/probes.sh $(RELEASE_BIN)
+	MEASURE_ALL=1 tests/probes-memory.sh $(RELEASE_BIN)
 
 clean:
 	cargo clean

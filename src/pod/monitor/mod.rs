@@ -398,8 +398,9 @@ impl Monitor {
                 let _ = fs::remove_file(self.dir.monitor_pid());
                 return Ok(());
             }
-            // a second idle after work: what the work touched of berth's code need not stay
-            // resident while the pod runs (it faults back in on the next event)
+            // a second after work began: what the work touched of berth's code need not stay
+            // resident while the pod runs (it faults back in on the next event); a monitor
+            // that is never idle (probes every second) drops it each second all the same
             if drop_at.is_some_and(|t| Instant::now() >= t) {
                 drop_code_pages();
                 drop_at = None;
@@ -458,7 +459,7 @@ impl Monitor {
                 .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
                 .collect();
             drop(pfds);
-            if ready.iter().any(|r| *r) {
+            if ready.iter().any(|r| *r) && drop_at.is_none() {
                 drop_at = Some(Instant::now() + Duration::from_secs(1));
             }
             // output first: a container that wrote and exited has its last lines logged
