@@ -62,6 +62,22 @@ pub fn write<T: Serialize>(p: &Path, v: &T) -> Result<()> {
         .map_err(io(format!("write {}", p.display())))
 }
 
+/// Write several records, each made whole and durable before any is renamed into place
+/// ([`crate::linux::fs::write_atomic_all`]; the caller holds the lock).
+pub fn write_all(records: &[(&Path, Vec<u8>)]) -> Result<()> {
+    for (p, _) in records {
+        if let Some(d) = p.parent() {
+            fs::create_dir_all(d).map_err(io(format!("create {}", d.display())))?;
+        }
+    }
+    let files: Vec<(&Path, &[u8])> = records.iter().map(|(p, d)| (*p, d.as_slice())).collect();
+    let names: Vec<String> = records
+        .iter()
+        .map(|(p, _)| p.display().to_string())
+        .collect();
+    crate::linux::fs::write_atomic_all(&files).map_err(io(format!("write {}", names.join(", "))))
+}
+
 /// Remove a record; false when there was none (the caller holds the lock).
 pub fn remove(p: &Path) -> Result<bool> {
     match fs::remove_file(p) {

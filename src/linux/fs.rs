@@ -1,5 +1,5 @@
 //! The one way berth writes a record: [`write_atomic`] (or, for state that dies with a
-//! reboot, [`write_atomic_volatile`]).
+//! reboot, [`write_atomic_volatile`]; for several records at once, [`write_atomic_all`]).
 
 use std::fs;
 use std::io::Write;
@@ -34,6 +34,70 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
 /// `/run` the fsyncs would cost about a millisecond per record.
 pub fn write_atomic_volatile(path: &Path, data: &[u8]) -> std::io::Result<()> {
     write(path, data, false)
+}
+
+/// [`write_atomic`] of several files that must all be durable before the caller goes on:
+/// the temporary files are written, their fsyncs run at once (a journaling file system
+/// commits them together, where one after the other each waits for its own commit), then
+/// the renames, in order, then the fsyncs of their directories, at once. A crash leaves each
+/// file old or new; the caller orders the files so that any mix is one it can read.
+pub fn write_atomic_all(files: &[(&Path, &[u8])]) -> std::io::Result<()> {
+    let tmps: Vec<PathBuf> = files.iter().map(|(p, _)| temp_name(p)).collect();
+    let made = (|| -> std::io::Result<()> {
+        let mut handles = Vec::new();
+        for ((_, data), tmp) in files.iter().zip(&tmps) {
+            let mut f = fs::File::create(tmp)?;
+            f.write_all(data)?;
+            handles.push(f);
+        }
+        all(handles.iter().map(|f| move || f.sync_all()))?;
+        for ((path, _), tmp) in files.iter().zip(&tmps) {
+            fs::rename(tmp, path)?;
+        }
+        Ok(())
+    })();
+    if made.is_err() {
+        for t in &tmps {
+            let _ = fs::remove_file(t);
+        }
+        made?;
+    }
+    let mut dirs: Vec<&Path> = files
+        .iter()
+        .map(|(p, _)| match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        })
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    all(dirs
+        .into_iter()
+        .map(|d| move || fs::File::open(d)?.sync_all()))
+}
+
+/// Run `jobs` at once, one thread each but the first; the first error.
+fn all<F>(jobs: impl Iterator<Item = F>) -> std::io::Result<()>
+where
+    F: FnOnce() -> std::io::Result<()> + Send,
+{
+    let mut jobs = jobs.collect::<Vec<_>>().into_iter();
+    let Some(first) = jobs.next() else {
+        return Ok(());
+    };
+    std::thread::scope(|s| {
+        let others: Vec<_> = jobs.map(|j| s.spawn(j)).collect();
+        let mut r = first();
+        for h in others {
+            let o = h
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("fsync thread panicked")));
+            if r.is_ok() {
+                r = o;
+            }
+        }
+        r
+    })
 }
 
 fn write(path: &Path, data: &[u8], durable: bool) -> std::io::Result<()> {
@@ -80,6 +144,18 @@ mod tests {
         assert_eq!(names, vec![std::ffi::OsString::from("record.json")]);
         // a directory that does not exist: an error, nothing made
         assert!(write_atomic(&dir.join("no/such"), b"x").is_err());
+        // several at once, in two directories
+        fs::create_dir_all(dir.join("sub")).unwrap();
+        let (a, b) = (dir.join("a.json"), dir.join("sub/b.json"));
+        write_atomic_all(&[(&a, b"A"), (&b, b"B")]).unwrap();
+        assert_eq!(
+            (fs::read(&a).unwrap(), fs::read(&b).unwrap()),
+            (b"A".to_vec(), b"B".to_vec())
+        );
+        assert!(write_atomic_all(&[(&a, b"A2"), (&dir.join("no/such"), b"x")]).is_err());
+        assert_eq!(fs::read(&a).unwrap(), b"A", "none renamed when one fails");
+        fs::remove_file(&a).unwrap();
+        fs::remove_dir_all(dir.join("sub")).unwrap();
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -16,6 +16,18 @@ use super::model::{
 };
 use super::store::Locked;
 
+/// A provisioning in flight: its marker file, locked; removed (then unlocked) on drop.
+pub(super) struct Marker {
+    path: std::path::PathBuf,
+    _held: Flock<fs::File>,
+}
+
+impl Drop for Marker {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
 impl Volumes {
     /// Provision a volume for `claim` through `class`; returns its name (reserved for the
     /// claim: the caller binds them).
@@ -61,24 +73,40 @@ impl Volumes {
     /// Make the storage of volume `handle`, marked in flight until it is made.
     pub(super) fn provision_storage(
         &self,
-        _lock: &Locked,
+        lock: &Locked,
         handle: &str,
         kind: BackendKind,
         size: u64,
         fs_type: &str,
     ) -> Result<Source> {
+        self.provision_storage_marked(lock, handle, kind, size, fs_type)
+            .map(|(source, _marker)| source)
+    }
+
+    /// [`Self::provision_storage`], the marker kept until the caller drops it (once the
+    /// volume's record is written).
+    pub(super) fn provision_storage_marked(
+        &self,
+        _lock: &Locked,
+        handle: &str,
+        kind: BackendKind,
+        size: u64,
+        fs_type: &str,
+    ) -> Result<(Source, Marker)> {
         let dir = self.store.inflight();
         fs::create_dir_all(&dir).map_err(io(format!("create {}", dir.display())))?;
         let marker = dir.join(handle);
         let f = fs::File::create(&marker).map_err(io(format!("create {}", marker.display())))?;
         let held = Flock::lock(f, FlockArg::LockExclusiveNonblock)
             .map_err(|(_, e)| sys(format!("lock {}", marker.display()))(e))?;
+        let marker = Marker {
+            path: marker,
+            _held: held,
+        };
         crate::fault::point("volume-provision:marked");
         let made = backend::of(kind, &self.store).create(handle, size, fs_type);
         crate::fault::point("volume-provision:made");
-        let _ = fs::remove_file(&marker);
-        drop(held);
-        made
+        made.map(|s| (s, marker))
     }
 
     /// Remove the storage of provisionings a killed berth left half done (markers whose lock

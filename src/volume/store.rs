@@ -87,6 +87,15 @@ impl Store {
     pub fn put_volume(&self, _l: &Locked, v: &Volume) -> Result<()> {
         write(&self.pv_path(&v.name), v)
     }
+    /// A volume and its claim, written together (their fsyncs at once).
+    pub fn put_volume_and_claim(&self, _l: &Locked, v: &Volume, c: &Claim) -> Result<()> {
+        let (pv, pvc) = (self.pv_path(&v.name), self.pvc_path(&c.namespace, &c.name));
+        let (v, c) = (
+            serde_json::to_vec_pretty(v).expect("records serialise"),
+            serde_json::to_vec_pretty(c).expect("records serialise"),
+        );
+        records::write_all(&[(&pv, v), (&pvc, c)])
+    }
     pub fn remove_volume(&self, _l: &Locked, name: &str) -> Result<()> {
         remove(&self.pv_path(name))
     }

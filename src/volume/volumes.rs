@@ -190,6 +190,9 @@ impl Volumes {
             )));
         }
         let created = crate::pod::store::now();
+        // in flight until both records are written: a berth killed before leaves storage
+        // the next berth removes
+        let (source, marker) = self.provision_storage_marked(&lock, name, backend, size, "ext4")?;
         let claim = super::Claim {
             version: super::VERSION,
             namespace: namespace.into(),
@@ -209,8 +212,8 @@ impl Volumes {
             terminating: false,
             created: created.clone(),
         };
-        // made bound: one write of each record (each durable write costs two fsyncs), the
-        // volume first: a berth killed between leaves a volume bound to no claim, which
+        // made bound: one write of each record, their fsyncs at once; the volume renamed
+        // into place first: a berth killed between leaves a volume bound to no claim, which
         // `berth volume rm` removes
         let v = Volume {
             version: super::VERSION,
@@ -220,7 +223,7 @@ impl Volumes {
             reclaim_policy: ReclaimPolicy::Retain,
             class: String::new(),
             labels: Default::default(),
-            source: self.provision_storage(&lock, name, backend, size, "ext4")?,
+            source: source.clone(),
             claim_ref: Some(super::model::ClaimRef {
                 namespace: namespace.into(),
                 name: name.into(),
@@ -232,16 +235,16 @@ impl Volumes {
             terminating: false,
             created,
         };
-        let recorded = self.store.put_volume(&lock, &v).and_then(|()| {
-            crate::fault::point("volume-create:volume");
-            self.store.put_claim(&lock, &claim)
-        });
+        crate::fault::point("volume-create:volume");
+        let recorded = self.store.put_volume_and_claim(&lock, &v, &claim);
         if let Err(e) = recorded {
             let mut gone = v.clone();
             gone.reclaim_policy = ReclaimPolicy::Delete;
             let _ = self.remove_volume(&lock, &gone);
+            let _ = self.store.remove_claim(&lock, namespace, name);
             return Err(e);
         }
+        drop(marker);
         Ok(v)
     }
 

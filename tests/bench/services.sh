@@ -92,7 +92,12 @@ echo
 gone=()
 for _ in $(seq "$runs"); do
     # back after its restart (back-off from 10 ms, doubling)
-    for _ in $(seq 1000); do nft list table ip "${T}_live" 2>/dev/null | grep -q "$pod_ip" && break; sleep 0.02; done
+    # (running, not between an exit and its resync: the rules still name an exited one then)
+    for _ in $(seq 1000); do
+        [ "$($B pod inspect web | jq -r '.containers[0].status.state')" = Running ] &&
+            nft list table ip "${T}_live" 2>/dev/null | grep -q "$pod_ip" && break
+        sleep 0.02
+    done
     pid=$($B pod inspect web | jq -r '.containers[0].status.pid')
     a=$(date +%s%N)
     kill -9 "$pid"
