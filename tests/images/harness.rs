@@ -205,20 +205,30 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn wait_port(port: u16, child: &mut Child, log: &Path) {
+/// Wait until the registry `child` says in its log (from byte `from` on) that it listens.
+/// A connect alone is not proof: the port may have been handed to another test's registry
+/// between [`free_port`] and the bind, and then this one exits with "address already in use"
+/// while the connect reaches the other (seen once: the other test ended and took its
+/// registry along). Returns false if the port was taken.
+fn wait_listening(child: &mut Child, log: &Path, from: usize) -> bool {
     let t = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+    loop {
+        let text = fs::read(log).unwrap_or_default();
+        let text = String::from_utf8_lossy(text.get(from..).unwrap_or_default());
+        if text.contains("listening on") {
+            return true;
+        }
         if let Ok(Some(st)) = child.try_wait() {
-            panic!(
-                "registry exited at start: {st}; its log:\n{}",
-                fs::read_to_string(log).unwrap_or_default()
-            );
+            if text.contains("address already in use") {
+                return false;
+            }
+            panic!("registry exited at start: {st}; its log:\n{text}");
         }
         // (30 s: in the cgroup v2 VM, emulated and running two test threads, 10 s was
         // seen to pass once)
         assert!(
             t.elapsed() < Duration::from_secs(30),
-            "registry did not listen on {port}"
+            "registry did not listen; its log:\n{text}"
         );
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -251,8 +261,13 @@ impl Registry {
                 .collect(),
             log,
         };
-        r.restart();
-        r
+        for _ in 0..5 {
+            if r.spawn() {
+                return r;
+            }
+            r.port = free_port();
+        }
+        panic!("no free port for a registry in 5 tries");
     }
 
     /// The fixture registry, serving the images of build-images.sh.
@@ -262,6 +277,15 @@ impl Registry {
 
     /// Start again (same port, same storage) after [`Registry::kill`].
     pub fn restart(&mut self) {
+        assert!(
+            self.spawn(),
+            "port {} taken while the registry was down",
+            self.port
+        );
+    }
+
+    /// Start on `self.port`; false if the port was taken.
+    fn spawn(&mut self) -> bool {
         let cfg = images_fixture().join(format!("registry-{}.yml", self.mode));
         let log = fs::OpenOptions::new()
             .create(true)
@@ -282,9 +306,13 @@ impl Registry {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
+        let from = fs::metadata(&self.log).map_or(0, |m| m.len() as usize);
         let mut child = cmd.spawn().expect("start docker-registry");
-        wait_port(self.port, &mut child, &self.log);
+        if !wait_listening(&mut child, &self.log, from) {
+            return false;
+        }
         self.child = Some(child);
+        true
     }
 
     pub fn host(&self) -> String {

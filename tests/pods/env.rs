@@ -70,7 +70,7 @@ impl PodEnv {
         if conflist {
             fs::write(dir.join("net.d/10-test.conflist"), conf.to_string()).unwrap();
         }
-        PodEnv {
+        let e = PodEnv {
             root: dir.join("run"),
             dir,
             bridge,
@@ -78,7 +78,10 @@ impl PodEnv {
             registry: Registry::fixtures("open"),
             nft_table: format!("berth_t{k}_{n}"),
             service_cidr: format!("10.78.{k}.0/24"),
-        }
+        };
+        // rules of an earlier run of this subnet killed before its drop (seen in CI)
+        e.remove_cni_rules();
+        e
     }
 
     /// An image of the fixture registry (`base`: busybox).
@@ -370,6 +373,41 @@ impl PodEnv {
             }
             ipt(&["-t", table, "-F", chain]);
             ipt(&["-t", table, "-X", chain]);
+        }
+        self.remove_cni_rules();
+    }
+
+    /// The rules CNI's bridge plugin made for this test's network (`name: "tK"`, sources in
+    /// its /24) that `pod rm` did not remove: a berth bug when found at drop (said on
+    /// stderr), or a test run killed before its drop when found at start. The host must not
+    /// keep them: a later test given the same subnet would see them.
+    fn remove_cni_rules(&self) {
+        let name = format!("name: \\\"t{}\\\"", self.net.rsplit('.').next().unwrap());
+        let src = format!("-s {}.", self.net);
+        let Ok(out) = Command::new("iptables-save").args(["-t", "nat"]).output() else {
+            return;
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        for rule in text
+            .lines()
+            .filter(|l| l.starts_with("-A POSTROUTING ") && l.contains(&src) && l.contains(&name))
+        {
+            eprintln!("test world {}: CNI rule left: {rule}", self.dir.display());
+            let chain = rule.rsplit(" -j ").next().unwrap_or_default();
+            // iptables-save quotes the comment; the shell is the simplest faithful reader
+            let _ = Command::new("sh")
+                .arg("-c")
+                .arg(format!(
+                    "iptables -w -t nat {}",
+                    rule.replacen("-A", "-D", 1)
+                ))
+                .status();
+            for op in ["-F", "-X"] {
+                let _ = Command::new("iptables")
+                    .args(["-w", "-t", "nat", op, chain])
+                    .stderr(Stdio::null())
+                    .status();
+            }
         }
     }
 
