@@ -79,6 +79,14 @@ pub struct Paths {
         default_value = "10.77.0.0/16"
     )]
     default_subnet: String,
+    /// IPv4 range of Services' ClusterIPs; must not overlap the pod network.
+    #[arg(
+        long = "service-cidr",
+        global = true,
+        env = "BERTH_SERVICE_CIDR",
+        default_value = berth::service::store::DEFAULT_CIDR
+    )]
+    service_cidr: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -205,6 +213,7 @@ pub(super) fn options(
             default_subnet: p.default_subnet.clone(),
         },
         cgroup_parent: p.cgroup_parent.clone(),
+        service_cidr: p.service_cidr.clone(),
         ..Options::default()
     };
     if let Some(b) = backoff {

@@ -13,6 +13,9 @@
 //! stream_address = "127.0.0.1:0"      # exec/attach/port-forward server (0: any free port)
 //! log_level = "info"                  # error, warn, info, debug
 //! slow_rpc = "1s"                     # RPCs that take longer are logged at warn
+//! service_cidr = "10.78.0.0/16"       # Services' ClusterIPs (`berth kube apply` on this
+//!                                     # node; under kubelet, kube-proxy's): must not overlap
+//!                                     # the pod network
 //!
 //! [cni]
 //! conf_dir = "/etc/cni/net.d"
@@ -48,6 +51,7 @@ pub struct Config {
     pub log_level: String,
     /// RPCs that take longer than this are logged (humantime: `1s`, `500ms`).
     pub slow_rpc: String,
+    pub service_cidr: String,
     pub cni: Cni,
     pub registry: Registry,
 }
@@ -107,6 +111,7 @@ impl Default for Config {
             stream_address: "127.0.0.1:0".into(),
             log_level: "info".into(),
             slow_rpc: "1s".into(),
+            service_cidr: o.service_cidr,
             cni: Cni::default(),
             registry: Registry::default(),
         }
@@ -147,6 +152,11 @@ impl Config {
             .with_context(|| format!("stream_address: {:?} is not IP:PORT", self.stream_address))?;
         self.seccomp()?;
         self.slow_rpc()?;
+        crate::service::store::check_range(
+            &self.service_cidr,
+            "service_cidr",
+            &self.cni.default_subnet,
+        )?;
         for (host, m) in &self.registry.mirrors {
             for e in &m.endpoints {
                 mirror_host(e).with_context(|| format!("registry.mirrors.{host:?}.endpoints"))?;
@@ -204,6 +214,7 @@ impl Config {
                 default_subnet: self.cni.default_subnet.clone(),
             },
             cgroup_parent: self.cgroup_parent.clone(),
+            service_cidr: self.service_cidr.clone(),
             ..Default::default()
         };
         o.pull.insecure = self.registry.insecure.clone();
@@ -272,6 +283,7 @@ listen = "unix:///tmp/x.sock"
 state_root = "/run/x"
 slow_rpc = "250ms"
 default_seccomp = "runtime/default"
+service_cidr = "10.124.0.0/20"
 [cni]
 conf_dir = "/etc/x"
 default_bridge = "cbr0"
@@ -304,11 +316,13 @@ endpoints = ["http://127.0.0.1:5000"]
             (o.cni.default_bridge.as_str(), o.cni.default_subnet.as_str()),
             ("cbr0", "10.123.0.0/24")
         );
+        assert_eq!(o.service_cidr, "10.124.0.0/20");
         let d = Config::parse("").unwrap().options();
         assert_eq!(
             (d.cni.default_bridge.as_str(), d.cni.default_subnet.as_str()),
             ("berth0", "10.77.0.0/16")
         );
+        assert_eq!(d.service_cidr, "10.78.0.0/16");
     }
 
     #[test]
@@ -324,5 +338,12 @@ endpoints = ["http://127.0.0.1:5000"]
         assert!(format!("{e:#}").contains("mirrors"), "{e:#}");
         let e = Config::parse("default_seccomp = \"strict\"").unwrap_err();
         assert!(format!("{e:#}").contains("default_seccomp"), "{e:#}");
+        let e = Config::parse("service_cidr = \"10.78.0.0\"").unwrap_err();
+        assert!(format!("{e:#}").starts_with("service_cidr: "), "{e:#}");
+        let e = Config::parse("service_cidr = \"10.77.0.0/24\"").unwrap_err();
+        assert_eq!(
+            format!("{e:#}"),
+            "service_cidr: the service range 10.77.0.0/24 overlaps the pod network 10.77.0.0/16"
+        );
     }
 }

@@ -73,8 +73,13 @@ pub fn apply(
         let (applied, pod_id) = match &d.object {
             Object::Service(b) => {
                 let (svc, ip) = &**b;
-                check_service_range(rt)?;
-                let services = crate::service::Services::new(&rt.options().data_root);
+                let o = rt.options();
+                let range = crate::service::store::check_range(
+                    &o.service_cidr,
+                    "--service-cidr",
+                    &o.cni.default_subnet,
+                )?;
+                let services = crate::service::Services::new(&o.data_root).with_range(range);
                 let applied = services.apply(svc.clone(), *ip)?;
                 // unchanged too: after a reboot this puts the table back
                 resync_services(rt)?;
@@ -138,20 +143,6 @@ pub fn apply(
         }
     }
     Ok(out)
-}
-
-/// The service range must not overlap the pod network (a VIP would shadow a pod).
-fn check_service_range(rt: &crate::pod::Runtime) -> Result<()> {
-    let range = crate::service::store::range()?;
-    let pods = &rt.options().cni.default_subnet;
-    if let Some(p) = crate::service::store::Cidr::parse(pods)
-        && range.overlaps(p)
-    {
-        return Err(Error::Invalid(format!(
-            "BERTH_SERVICE_CIDR: the service range {range} overlaps the pod network {pods}"
-        )));
-    }
-    Ok(())
 }
 
 /// Bring the services' rules and names in line now (after a Service changed).

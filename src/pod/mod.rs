@@ -84,6 +84,9 @@ pub struct Options {
     pub pull: PullOptions,
     /// How long a pod waits for its claims to be bound before it is refused.
     pub bind_timeout: Duration,
+    /// The range Services' ClusterIPs are allocated from (`10.78.0.0/16`); it must not
+    /// overlap the pod network.
+    pub service_cidr: String,
 }
 
 impl Default for Options {
@@ -98,6 +101,7 @@ impl Default for Options {
             cgroup_parent: cgroup::DEFAULT_PARENT.into(),
             pull: PullOptions::default(),
             bind_timeout: Duration::from_secs(60),
+            service_cidr: crate::service::store::DEFAULT_CIDR.into(),
         }
     }
 }

@@ -31,6 +31,12 @@ const SERVICE: Shape = Obj(&[
             ("type", Scalar),
             ("clusterIP", Scalar),
             ("clusterIPs", List(&Scalar)),
+            // what `kubectl get -o yaml` shows of every ClusterIP service: accepted with
+            // the values berth implements, refused by path otherwise
+            ("ipFamilies", List(&Scalar)),
+            ("ipFamilyPolicy", Scalar),
+            ("sessionAffinity", Scalar),
+            ("internalTrafficPolicy", Scalar),
         ]),
     ),
     ("status", Any),
@@ -58,6 +64,16 @@ fn port_number(v: &Value, path: &str) -> Result<u16> {
     }
 }
 
+/// `path` holds one of the values berth implements (or nothing: the first is the default).
+fn only(v: &Value, path: &str, allowed: &[&str], why: &str) -> Result<()> {
+    match string(v, path)? {
+        Some(s) if !allowed.contains(&s.as_str()) => {
+            Err(bad(path, format!("{s:?} is not supported: {why}")))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Read a Service document.
 pub fn read(v: &Value) -> Result<(Service, IpRequest)> {
     check(v, &SERVICE)?;
@@ -81,6 +97,36 @@ pub fn read(v: &Value) -> Result<(Service, IpRequest)> {
             ));
         }
     }
+    // single-stack IPv4, as a Kubernetes cluster without IPv6 service ranges: berth's service
+    // range is IPv4 (so only `table ip`), and a pod's IPv6 address, if its CNI network gives
+    // it one, is not an endpoint
+    let v4 = "services are IPv4 single-stack (the service range is IPv4)";
+    for (i, f) in v["spec"]["ipFamilies"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        if f != "IPv4" {
+            return Err(bad(
+                &format!("spec.ipFamilies[{i}]"),
+                format!("{f} is not supported: {v4}"),
+            ));
+        }
+    }
+    only(
+        v,
+        "spec.ipFamilyPolicy",
+        &["SingleStack", "PreferDualStack"],
+        v4,
+    )?;
+    only(v, "spec.sessionAffinity", &["None"], "not supported yet")?;
+    only(
+        v,
+        "spec.internalTrafficPolicy",
+        &["Cluster"],
+        "one node: every endpoint is local",
+    )?;
     let ip = match string(v, "spec.clusterIP")?.as_deref() {
         None | Some("") => IpRequest::Any,
         Some("None") => IpRequest::None,
@@ -203,7 +249,9 @@ pub fn to_value(s: &Service, endpoints: usize) -> Value {
         "metadata": {"name": s.name, "namespace": s.namespace, "uid": s.uid,
                      "creationTimestamp": s.created, "labels": s.labels},
         "spec": {"type": "ClusterIP", "clusterIP": ip, "clusterIPs": [ip.clone()],
-                 "selector": s.selector, "ports": ports},
+                 "selector": s.selector, "ports": ports, "ipFamilies": ["IPv4"],
+                 "ipFamilyPolicy": "SingleStack", "sessionAffinity": "None",
+                 "internalTrafficPolicy": "Cluster"},
         "status": {"endpoints": endpoints},
     })
 }
@@ -232,6 +280,10 @@ mod tests {
             svc(json!({"clusterIP": "None"})).unwrap().1,
             IpRequest::None
         );
+        // what kubectl shows of a ClusterIP service reads back
+        let shown = json!({"ports": [{"port": 80}], "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack",
+                           "sessionAffinity": "None", "internalTrafficPolicy": "Cluster"});
+        svc(shown).unwrap();
         for (spec, want) in [
             (json!({"ports": [{"port": 0}]}), "spec.ports[0].port"),
             (json!({"ports": [{"port": 70000}]}), "spec.ports[0].port"),
@@ -265,7 +317,19 @@ mod tests {
             ),
             (
                 json!({"ports": [{"port": 80}], "sessionAffinity": "ClientIP"}),
-                "spec.sessionAffinity: not supported",
+                "spec.sessionAffinity: \"ClientIP\" is not supported",
+            ),
+            (
+                json!({"ports": [{"port": 80}], "ipFamilies": ["IPv4", "IPv6"]}),
+                "spec.ipFamilies[1]: \"IPv6\" is not supported: services are IPv4 single-stack",
+            ),
+            (
+                json!({"ports": [{"port": 80}], "ipFamilyPolicy": "RequireDualStack"}),
+                "spec.ipFamilyPolicy: \"RequireDualStack\" is not supported",
+            ),
+            (
+                json!({"ports": [{"port": 80}], "internalTrafficPolicy": "Local"}),
+                "spec.internalTrafficPolicy",
             ),
             (json!({"ports": []}), "spec.ports: at least one"),
         ] {

@@ -3,7 +3,7 @@
 //!
 //! - [`manifest`] reads and checks `kind: Service` (ClusterIP and headless);
 //! - [`store`] keeps the records and allocates ClusterIPs from the service range
-//!   (`BERTH_SERVICE_CIDR`, default 10.78.0.0/16) in berth's data root, so an IP outlives
+//!   (`--service-cidr`/`BERTH_SERVICE_CIDR`, default 10.78.0.0/16) in berth's data root, so an IP outlives
 //!   re-applies, restarts and reboots;
 //! - [`endpoints`] finds each service's endpoints among a state root's pods;
 //! - [`nft`] writes the ruleset of `table ip berth` (one table of berth's own);
@@ -109,13 +109,22 @@ pub enum IpRequest {
 #[derive(Debug, Clone)]
 pub struct Services {
     store: store::Store,
+    range: store::Cidr,
 }
 
 impl Services {
+    /// The Services of `data_root`, allocating from the default range.
     pub fn new(data_root: &std::path::Path) -> Services {
         Services {
             store: store::Store::new(data_root),
+            range: store::Cidr::parse(store::DEFAULT_CIDR).expect("the default range parses"),
         }
+    }
+
+    /// Allocate new ClusterIPs from `range` (addresses given before stay theirs).
+    pub fn with_range(mut self, range: store::Cidr) -> Services {
+        self.range = range;
+        self
     }
 
     pub fn store(&self) -> &store::Store {
@@ -152,8 +161,8 @@ impl Services {
         }
         s.cluster_ip = match ip {
             IpRequest::None => None,
-            IpRequest::Given(a) => Some(self.store.claim_ip(&lock, Some(a))?),
-            IpRequest::Any => Some(self.store.claim_ip(&lock, None)?),
+            IpRequest::Given(a) => Some(self.store.claim_ip(&lock, self.range, Some(a))?),
+            IpRequest::Any => Some(self.store.claim_ip(&lock, self.range, None)?),
         };
         if s.uid.is_empty() {
             s.uid = crate::pod::store::new_uid();

@@ -72,14 +72,23 @@ impl std::fmt::Display for Cidr {
     }
 }
 
-/// The service range: `BERTH_SERVICE_CIDR`, else the default.
-pub fn range() -> Result<Cidr> {
-    let s = std::env::var("BERTH_SERVICE_CIDR").unwrap_or_else(|_| DEFAULT_CIDR.into());
-    Cidr::parse(&s).ok_or_else(|| {
-        Error::Invalid(format!(
-            "BERTH_SERVICE_CIDR: {s:?} is not an IPv4 range a.b.c.d/8..30"
-        ))
-    })
+/// A service range as given by `field` (`--service-cidr`, `service_cidr`, ...).
+pub fn parse_range(s: &str, field: &str) -> Result<Cidr> {
+    Cidr::parse(s)
+        .ok_or_else(|| Error::Invalid(format!("{field}: {s:?} is not an IPv4 range a.b.c.d/8..30")))
+}
+
+/// A service range that must not overlap the pod network `pods` (a VIP would shadow a pod).
+pub fn check_range(range: &str, field: &str, pods: &str) -> Result<Cidr> {
+    let r = parse_range(range, field)?;
+    if let Some(p) = Cidr::parse(pods)
+        && r.overlaps(p)
+    {
+        return Err(Error::Invalid(format!(
+            "{field}: the service range {r} overlaps the pod network {pods}"
+        )));
+    }
+    Ok(r)
 }
 
 #[derive(Debug, Clone)]
@@ -110,8 +119,12 @@ impl Store {
     }
 
     /// An address for a new service (`want`: that one, if free and in range).
-    pub fn claim_ip(&self, _lock: &Locked, want: Option<Ipv4Addr>) -> Result<Ipv4Addr> {
-        let range = range()?;
+    pub fn claim_ip(
+        &self,
+        _lock: &Locked,
+        range: Cidr,
+        want: Option<Ipv4Addr>,
+    ) -> Result<Ipv4Addr> {
         let taken: BTreeSet<Ipv4Addr> = self
             .list(None)?
             .into_iter()
@@ -177,6 +190,14 @@ mod tests {
         assert_eq!(r.hosts().count(), 65534);
         for bad in ["10.78.0.0", "10.78.0.0/33", "x/16", "10.78.0.0/4"] {
             assert!(Cidr::parse(bad).is_none(), "{bad}");
+            let e = parse_range(bad, "--service-cidr").unwrap_err().to_string();
+            assert!(e.starts_with("--service-cidr: "), "{e}");
         }
+        let e = check_range("10.77.128.0/17", "service_cidr", "10.77.0.0/16");
+        assert_eq!(
+            e.unwrap_err().to_string(),
+            "service_cidr: the service range 10.77.128.0/17 overlaps the pod network 10.77.0.0/16"
+        );
+        assert_eq!(check_range(DEFAULT_CIDR, "x", "10.77.0.0/16").unwrap(), r);
     }
 }

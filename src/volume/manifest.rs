@@ -10,13 +10,7 @@ use super::error::{Error, Result};
 use super::model::*;
 use crate::pod::manifest::schema::{self, Shape, Shape::*};
 
-pub(crate) const META: Shape = Obj(&[
-    ("name", Scalar),
-    ("namespace", Scalar),
-    ("uid", Scalar),
-    ("labels", StrMap),
-    ("annotations", StrMap),
-]);
+pub(crate) use crate::pod::manifest::schema::META;
 const MODES: Shape = List(&Scalar);
 
 const CLASS: Shape = Obj(&[

@@ -221,6 +221,9 @@ fn vips_are_kept_and_bad_services_leave_nothing() {
     let _ = std::fs::remove_file(e.root.join("services.applied.json"));
     assert_eq!(e.apply(SERVICE).trim(), "service/web unchanged");
     assert_eq!(vip(&e), ip);
+    // what `kube get -o yaml` shows applies back, unchanged (kubectl users do that)
+    let shown = e.ok(&["kube", "get", "svc", "web", "-o", "yaml"]);
+    assert_eq!(e.apply(&shown).trim(), "service/web unchanged", "{shown}");
     assert!(
         table(&e).contains(&format!("{ip} . tcp . 80")),
         "table not back"
@@ -251,8 +254,39 @@ fn vips_are_kept_and_bad_services_leave_nothing() {
         let err = e.apply_fails(&other(&spec));
         assert!(err.contains(&want), "{spec}: {err}");
     }
+    // the range of the flag (over the env's), refused by the flag's name if it overlaps the
+    // pod network
+    let f = e.file(&other("  ports: [{port: 80}]\n"));
+    let f = f.to_str().unwrap();
+    let upper = e.service_cidr.replace(".0/24", ".128/25");
+    let err = e.fails(&[
+        "kube",
+        "--service-cidr",
+        &format!("{}.0/25", e.net),
+        "apply",
+        "-f",
+        f,
+    ]);
+    assert!(
+        err.contains(&format!(
+            "--service-cidr: the service range {}.0/25 overlaps the pod network {}.0/24",
+            e.net, e.net
+        )),
+        "{err}"
+    );
     let t = e.ok(&["kube", "get", "svc"]);
     assert!(t.contains("web") && !t.contains("other"), "{t}");
+    e.ok(&["kube", "apply", "--service-cidr", &upper, "-f", f]);
+    let got = e.get_json(&["svc", "other"])["spec"]["clusterIP"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let last: u8 = got.rsplit('.').next().unwrap().parse().unwrap();
+    assert!(
+        got.starts_with(&e.service_cidr.replace(".0/24", ".")) && last > 128,
+        "{got} not in {upper}"
+    );
+    e.ok(&["kube", "delete", "svc", "other"]);
     // a changed clusterIP is refused by name
     let err = e.apply_fails(&SERVICE.replace("spec:\n", "spec:\n  clusterIP: 10.78.0.250\n"));
     assert!(

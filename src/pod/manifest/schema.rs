@@ -158,19 +158,25 @@ const CONTAINER: Shape = Obj(&[
     ("livenessProbe", PROBE),
     ("readinessProbe", PROBE),
 ]);
+/// Every object's metadata. The fields the API server sets are accepted and ignored, so
+/// what `kubectl get -o yaml` (or `berth kube get -o yaml`) shows applies back.
+pub(crate) const META: Shape = Obj(&[
+    ("name", Scalar),
+    ("namespace", Scalar),
+    ("uid", Scalar),
+    ("labels", StrMap),
+    ("annotations", StrMap),
+    ("creationTimestamp", Any),
+    ("resourceVersion", Any),
+    ("generation", Any),
+    ("selfLink", Any),
+    ("managedFields", Any),
+]);
+
 pub(super) const POD: Shape = Obj(&[
     ("apiVersion", Scalar),
     ("kind", Scalar),
-    (
-        "metadata",
-        Obj(&[
-            ("name", Scalar),
-            ("namespace", Scalar),
-            ("uid", Scalar),
-            ("labels", StrMap),
-            ("annotations", StrMap),
-        ]),
-    ),
+    ("metadata", META),
     (
         "spec",
         Obj(&[
