@@ -65,6 +65,19 @@ pub fn write<T: Serialize>(p: &Path, v: &T) -> Result<()> {
 /// Write several records, each made whole and durable before any is renamed into place
 /// ([`crate::linux::fs::write_atomic_all`]; the caller holds the lock).
 pub fn write_all(records: &[(&Path, Vec<u8>)]) -> Result<()> {
+    stage_all(records)?.commit()
+}
+
+/// Records written and durable, not yet in place ([`crate::linux::fs::Staged`]): committed
+/// by [`StagedRecords::commit`], removed if dropped.
+#[must_use = "staged records are removed unless committed"]
+pub struct StagedRecords {
+    staged: crate::linux::fs::Staged,
+    names: String,
+}
+
+/// The first half of [`write_all`], for a caller with other work to do meanwhile.
+pub fn stage_all(records: &[(&Path, Vec<u8>)]) -> Result<StagedRecords> {
     for (p, _) in records {
         if let Some(d) = p.parent() {
             fs::create_dir_all(d).map_err(io(format!("create {}", d.display())))?;
@@ -75,7 +88,18 @@ pub fn write_all(records: &[(&Path, Vec<u8>)]) -> Result<()> {
         .iter()
         .map(|(p, _)| p.display().to_string())
         .collect();
-    crate::linux::fs::write_atomic_all(&files).map_err(io(format!("write {}", names.join(", "))))
+    let names = names.join(", ");
+    let staged = crate::linux::fs::stage_all(&files).map_err(io(format!("write {names}")))?;
+    Ok(StagedRecords { staged, names })
+}
+
+impl StagedRecords {
+    pub fn commit(self) -> Result<()> {
+        let names = self.names;
+        self.staged
+            .commit()
+            .map_err(io(format!("put {names} in place")))
+    }
 }
 
 /// Remove a record; false when there was none (the caller holds the lock).

@@ -37,43 +37,97 @@ pub fn write_atomic_volatile(path: &Path, data: &[u8]) -> std::io::Result<()> {
 }
 
 /// [`write_atomic`] of several files that must all be durable before the caller goes on:
-/// the temporary files are written, their fsyncs run at once (a journaling file system
-/// commits them together, where one after the other each waits for its own commit), then
-/// the renames, in order, then the fsyncs of their directories, at once. A crash leaves each
-/// file old or new; the caller orders the files so that any mix is one it can read.
+/// [`stage_all`], then [`Staged::commit`].
 pub fn write_atomic_all(files: &[(&Path, &[u8])]) -> std::io::Result<()> {
-    let tmps: Vec<PathBuf> = files.iter().map(|(p, _)| temp_name(p)).collect();
-    let made = (|| -> std::io::Result<()> {
-        let mut handles = Vec::new();
-        for ((_, data), tmp) in files.iter().zip(&tmps) {
-            let mut f = fs::File::create(tmp)?;
-            f.write_all(data)?;
-            handles.push(f);
-        }
-        all(handles.iter().map(|f| move || f.sync_all()))?;
-        for ((path, _), tmp) in files.iter().zip(&tmps) {
-            fs::rename(tmp, path)?;
-        }
-        Ok(())
-    })();
-    if made.is_err() {
-        for t in &tmps {
-            let _ = fs::remove_file(t);
-        }
-        made?;
+    stage_all(files)?.commit()
+}
+
+/// Files written and durable under temporary names, not yet in place: the slow half of
+/// [`write_atomic_all`], which a caller may run while it does other work (a volume's
+/// records while its file system is made). Dropped uncommitted, the temporaries go; a
+/// process killed before commit leaves them, for [`remove_stale_temps`].
+#[must_use = "staged files are removed unless committed"]
+pub struct Staged {
+    /// (temporary, final) paths, in the caller's order.
+    files: Vec<(PathBuf, PathBuf)>,
+}
+
+/// Write each file under a temporary name and fsync them at once (a journaling file system
+/// commits them together, where one after the other each waits for its own commit).
+pub fn stage_all(files: &[(&Path, &[u8])]) -> std::io::Result<Staged> {
+    let mut staged = Staged { files: Vec::new() };
+    let mut handles = Vec::new();
+    for (path, data) in files {
+        let tmp = temp_name(path);
+        let mut f = fs::File::create(&tmp)?;
+        staged.files.push((tmp, path.to_path_buf()));
+        f.write_all(data)?;
+        handles.push(f);
     }
-    let mut dirs: Vec<&Path> = files
-        .iter()
-        .map(|(p, _)| match p.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        })
-        .collect();
-    dirs.sort();
-    dirs.dedup();
-    all(dirs
-        .into_iter()
-        .map(|d| move || fs::File::open(d)?.sync_all()))
+    all(handles.iter().map(|f| move || f.sync_all()))?;
+    Ok(staged)
+}
+
+impl Staged {
+    /// Rename each file into place, in order, then fsync their directories at once. A crash
+    /// leaves each file old or new; the caller orders the files so that any mix is one it can
+    /// read.
+    pub fn commit(mut self) -> std::io::Result<()> {
+        let files = std::mem::take(&mut self.files);
+        for (i, (tmp, path)) in files.iter().enumerate() {
+            if let Err(e) = fs::rename(tmp, path) {
+                for (t, _) in &files[i..] {
+                    let _ = fs::remove_file(t);
+                }
+                return Err(e);
+            }
+        }
+        let mut dirs: Vec<&Path> = files
+            .iter()
+            .map(|(_, p)| match p.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => Path::new("."),
+            })
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        all(dirs
+            .into_iter()
+            .map(|d| move || fs::File::open(d)?.sync_all()))
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        for (tmp, _) in &self.files {
+            let _ = fs::remove_file(tmp);
+        }
+    }
+}
+
+/// Remove the temporaries in `dir` of writers that died before their rename (their process
+/// is gone); returns how many.
+pub fn remove_stale_temps(dir: &Path) -> usize {
+    let Ok(rd) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut n = 0;
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        let pid = name
+            .strip_prefix('.')
+            .and_then(|r| r.rsplit_once(".tmp-"))
+            .and_then(|(_, t)| t.split_once('-'))
+            .and_then(|(pid, seq)| seq.parse::<u64>().ok().and(pid.parse::<u32>().ok()));
+        if let Some(pid) = pid
+            && !Path::new(&format!("/proc/{pid}")).exists()
+            && fs::remove_file(e.path()).is_ok()
+        {
+            n += 1;
+        }
+    }
+    n
 }
 
 /// Run `jobs` at once, one thread each but the first; the first error.
@@ -154,6 +208,22 @@ mod tests {
         );
         assert!(write_atomic_all(&[(&a, b"A2"), (&dir.join("no/such"), b"x")]).is_err());
         assert_eq!(fs::read(&a).unwrap(), b"A", "none renamed when one fails");
+        // staged and dropped: nothing in place, no temporary; committed: in place
+        let staged = stage_all(&[(&a, b"A3")]).unwrap();
+        drop(staged);
+        assert_eq!(fs::read(&a).unwrap(), b"A");
+        stage_all(&[(&a, b"A4")]).unwrap().commit().unwrap();
+        assert_eq!(fs::read(&a).unwrap(), b"A4");
+        // a dead writer's temporary goes, a live one's stays
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let me = std::process::id();
+        for pid in [dead, me] {
+            fs::write(dir.join(format!(".a.json.tmp-{pid}-7")), b"x").unwrap();
+        }
+        assert_eq!(remove_stale_temps(&dir), 1);
+        assert!(dir.join(format!(".a.json.tmp-{me}-7")).exists());
         fs::remove_file(&a).unwrap();
         fs::remove_dir_all(dir.join("sub")).unwrap();
         fs::remove_dir_all(&dir).unwrap();

@@ -79,20 +79,24 @@ impl Volumes {
         size: u64,
         fs_type: &str,
     ) -> Result<Source> {
-        self.provision_storage_marked(lock, handle, kind, size, fs_type)
-            .map(|(source, _marker)| source)
+        let source = backend::of(kind, &self.store).source(handle, fs_type);
+        self.provision_storage_marked(lock, handle, kind, size, fs_type, || Ok(()))?;
+        Ok(source)
     }
 
     /// [`Self::provision_storage`], the marker kept until the caller drops it (once the
-    /// volume's record is written).
-    pub(super) fn provision_storage_marked(
+    /// volume's record is written), with `meanwhile` run on another thread while the storage
+    /// is made (the records staged: a file system takes milliseconds to make, their fsyncs
+    /// as long). Either failing, nothing is left.
+    pub(super) fn provision_storage_marked<T: Send>(
         &self,
         _lock: &Locked,
         handle: &str,
         kind: BackendKind,
         size: u64,
         fs_type: &str,
-    ) -> Result<(Source, Marker)> {
+        meanwhile: impl FnOnce() -> Result<T> + Send,
+    ) -> Result<(Marker, T)> {
         let dir = self.store.inflight();
         fs::create_dir_all(&dir).map_err(io(format!("create {}", dir.display())))?;
         let marker = dir.join(handle);
@@ -104,9 +108,29 @@ impl Volumes {
             _held: held,
         };
         crate::fault::point("volume-provision:marked");
-        let made = backend::of(kind, &self.store).create(handle, size, fs_type);
+        let (made, other) = std::thread::scope(|s| {
+            let other = s.spawn(meanwhile);
+            let made = backend::of(kind, &self.store).create(handle, size, fs_type);
+            let other = other
+                .join()
+                .unwrap_or_else(|_| Err(super::Error::Failed("staging panicked".into())));
+            (made, other)
+        });
         crate::fault::point("volume-provision:made");
-        made.map(|s| (s, marker))
+        made?;
+        match other {
+            Ok(t) => Ok((marker, t)),
+            Err(e) => {
+                self.remove_half_made(handle);
+                Err(e)
+            }
+        }
+    }
+
+    /// Remove the storage of volume `handle` that has no record.
+    fn remove_half_made(&self, handle: &str) {
+        let _ = fs::remove_file(self.store.image(handle));
+        let _ = fs::remove_dir_all(self.store.dir(handle));
     }
 
     /// Remove the storage of provisionings a killed berth left half done (markers whose lock
@@ -135,11 +159,14 @@ impl Volumes {
                 continue;
             };
             if self.store.volume(&handle).ok().flatten().is_none() {
-                let _ = fs::remove_file(self.store.image(&handle));
-                let _ = fs::remove_dir_all(self.store.dir(&handle));
+                self.remove_half_made(&handle);
                 done.push(format!("removed the half-made storage of volume {handle}"));
             }
             let _ = fs::remove_file(e.path());
+            // records it staged but never put in place
+            for d in self.store.record_dirs() {
+                crate::linux::fs::remove_stale_temps(&d);
+            }
         }
         done
     }

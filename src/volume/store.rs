@@ -67,6 +67,19 @@ impl Store {
     pub fn inflight(&self) -> PathBuf {
         self.root.join("inflight")
     }
+    /// The directories of volume and claim records.
+    pub fn record_dirs(&self) -> Vec<PathBuf> {
+        let pvcs = self.root.join("pvcs");
+        let mut v = vec![self.root.join("pvs")];
+        v.extend(
+            std::fs::read_dir(&pvcs)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path()),
+        );
+        v
+    }
 
     pub fn class(&self, name: &str) -> Result<Option<StorageClass>> {
         read(&self.class_path(name))
@@ -88,13 +101,20 @@ impl Store {
         write(&self.pv_path(&v.name), v)
     }
     /// A volume and its claim, written together (their fsyncs at once).
-    pub fn put_volume_and_claim(&self, _l: &Locked, v: &Volume, c: &Claim) -> Result<()> {
+    /// A volume and its claim made durable, put in place by the caller's commit (the volume
+    /// first).
+    pub fn stage_volume_and_claim(
+        &self,
+        _l: &Locked,
+        v: &Volume,
+        c: &Claim,
+    ) -> Result<records::StagedRecords> {
         let (pv, pvc) = (self.pv_path(&v.name), self.pvc_path(&c.namespace, &c.name));
         let (v, c) = (
             serde_json::to_vec_pretty(v).expect("records serialise"),
             serde_json::to_vec_pretty(c).expect("records serialise"),
         );
-        records::write_all(&[(&pv, v), (&pvc, c)])
+        records::stage_all(&[(&pv, v), (&pvc, c)])
     }
     pub fn remove_volume(&self, _l: &Locked, name: &str) -> Result<()> {
         remove(&self.pv_path(name))

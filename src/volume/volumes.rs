@@ -190,9 +190,7 @@ impl Volumes {
             )));
         }
         let created = crate::pod::store::now();
-        // in flight until both records are written: a berth killed before leaves storage
-        // the next berth removes
-        let (source, marker) = self.provision_storage_marked(&lock, name, backend, size, "ext4")?;
+        let source = super::backend::of(backend, &self.store).source(name, "ext4");
         let claim = super::Claim {
             version: super::VERSION,
             namespace: namespace.into(),
@@ -212,9 +210,11 @@ impl Volumes {
             terminating: false,
             created: created.clone(),
         };
-        // made bound: one write of each record, their fsyncs at once; the volume renamed
-        // into place first: a berth killed between leaves a volume bound to no claim, which
-        // `berth volume rm` removes
+        // made bound: one write of each record, their fsyncs at once and while the storage is
+        // made; put in place once it is, the volume first: a berth killed between leaves a
+        // volume bound to no claim, which `berth volume rm` removes. In flight until both
+        // are in place: a berth killed before leaves storage and staged records the next
+        // berth removes.
         let v = Volume {
             version: super::VERSION,
             name: name.into(),
@@ -235,8 +235,12 @@ impl Volumes {
             terminating: false,
             created,
         };
+        let (marker, staged) =
+            self.provision_storage_marked(&lock, name, backend, size, "ext4", || {
+                self.store.stage_volume_and_claim(&lock, &v, &claim)
+            })?;
         crate::fault::point("volume-create:volume");
-        let recorded = self.store.put_volume_and_claim(&lock, &v, &claim);
+        let recorded = staged.commit();
         if let Err(e) = recorded {
             let mut gone = v.clone();
             gone.reclaim_policy = ReclaimPolicy::Delete;

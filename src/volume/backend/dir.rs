@@ -23,14 +23,17 @@ impl Dir {
 }
 
 impl Backend for Dir {
-    fn create(&self, pv: &str, _size: u64, _fs_type: &str) -> Result<Source> {
-        let d = self.store.dir(pv);
-        fs::create_dir_all(&d).map_err(io(format!("create {}", d.display())))?;
-        Ok(Source::Csi {
+    fn source(&self, pv: &str, _fs_type: &str) -> Source {
+        Source::Csi {
             handle: pv.to_string(),
             backend: BackendKind::Dir,
             fs_type: String::new(),
-        })
+        }
+    }
+
+    fn create(&self, pv: &str, _size: u64, _fs_type: &str) -> Result<()> {
+        let d = self.store.dir(pv);
+        fs::create_dir_all(&d).map_err(io(format!("create {}", d.display())))
     }
 
     fn attach(&self, v: &Volume) -> Result<PathBuf> {

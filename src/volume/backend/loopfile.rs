@@ -137,7 +137,16 @@ fn mounted(p: &Path) -> bool {
 }
 
 impl Backend for Loopfile {
-    fn create(&self, pv: &str, size: u64, fs_type: &str) -> Result<Source> {
+    fn source(&self, pv: &str, _fs_type: &str) -> Source {
+        // create refuses any other
+        Source::Csi {
+            handle: pv.to_string(),
+            backend: BackendKind::Loopfile,
+            fs_type: "ext4".into(),
+        }
+    }
+
+    fn create(&self, pv: &str, size: u64, fs_type: &str) -> Result<()> {
         if fs_type != "ext4" {
             return Err(Error::Invalid(format!(
                 "fsType {fs_type:?}: the loopfile back end makes ext4 (xfs follows later)"
@@ -167,11 +176,7 @@ impl Backend for Loopfile {
             let _ = fs::remove_file(&image);
             return Err(e);
         }
-        Ok(Source::Csi {
-            handle: pv.to_string(),
-            backend: BackendKind::Loopfile,
-            fs_type: "ext4".into(),
-        })
+        Ok(())
     }
 
     fn attach(&self, v: &Volume) -> Result<PathBuf> {

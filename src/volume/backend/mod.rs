@@ -12,8 +12,11 @@ use super::store::Store;
 
 /// What every back end does.
 pub trait Backend {
-    /// Make new, empty storage of at least `size` bytes for volume `pv`; returns its source.
-    fn create(&self, pv: &str, size: u64, fs_type: &str) -> Result<Source>;
+    /// The source of volume `pv`'s storage, known before it is made (so that its record can
+    /// be written while it is).
+    fn source(&self, pv: &str, fs_type: &str) -> Source;
+    /// Make new, empty storage of at least `size` bytes for volume `pv`.
+    fn create(&self, pv: &str, size: u64, fs_type: &str) -> Result<()>;
     /// Make it usable at a host path (attach and mount if needed). Idempotent; after a reboot
     /// (nothing attached, nothing mounted) it attaches again.
     fn attach(&self, v: &Volume) -> Result<PathBuf>;
