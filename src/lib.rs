@@ -33,6 +33,7 @@
 pub mod configmap;
 pub mod cri;
 pub(crate) mod fault;
+pub mod http2;
 pub mod image;
 pub mod kube;
 pub mod linux;

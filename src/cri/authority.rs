@@ -12,15 +12,11 @@ use std::io;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-const HEADERS: u8 = 0x1;
-const CONTINUATION: u8 = 0x9;
-const END_STREAM: u8 = 0x1;
-const END_HEADERS: u8 = 0x4;
-const PADDED: u8 = 0x8;
-const PRIORITY: u8 = 0x20;
-/// The frame size every HTTP/2 peer accepts (h2's server does not advertise more).
-const MAX_FRAME: usize = 16_384;
+use crate::http2::{
+    CONTINUATION, END_HEADERS, END_STREAM, FrameHeader, HEADERS, MAX_FRAME, PADDED, PREFACE,
+    PRIORITY,
+};
+
 /// A header block larger than this is refused (h2 refuses far smaller ones).
 const MAX_BLOCK: usize = 1 << 20;
 
@@ -52,8 +48,12 @@ where
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return to.shutdown().await,
             Err(e) => return Err(e),
         }
-        let len = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
-        let (kind, flags) = (header[3], header[4]);
+        let FrameHeader {
+            len,
+            kind,
+            flags,
+            stream,
+        } = FrameHeader::parse(&header);
         payload.resize(len, 0);
         from.read_exact(&mut payload).await?;
         if kind != HEADERS {
@@ -62,7 +62,6 @@ where
             continue;
         }
         // a HEADERS frame: strip padding and priority, gather CONTINUATIONs
-        let stream = [header[5], header[6], header[7], header[8]];
         let mut body: &[u8] = &payload;
         if flags & PADDED != 0 {
             let pad = *body.first().ok_or_else(|| bad("empty padded HEADERS"))? as usize;
@@ -83,8 +82,9 @@ where
         let mut end = flags & END_HEADERS != 0;
         while !end {
             from.read_exact(&mut header).await?;
-            let len = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
-            if header[3] != CONTINUATION || header[5..9] != stream {
+            let next = FrameHeader::parse(&header);
+            let len = next.len;
+            if next.kind != CONTINUATION || next.stream != stream {
                 return Err(bad("HEADERS not followed by its CONTINUATION"));
             }
             if block.len() + len > MAX_BLOCK {
@@ -93,7 +93,7 @@ where
             let start = block.len();
             block.resize(start + len, 0);
             from.read_exact(&mut block[start..]).await?;
-            end = header[4] & END_HEADERS != 0;
+            end = next.flags & END_HEADERS != 0;
         }
         let fields = decoder
             .decode(&block)
@@ -116,7 +116,7 @@ where
 /// Write a header block as HEADERS (+ CONTINUATION) frames.
 async fn write_headers<W: AsyncWrite + Unpin>(
     to: &mut W,
-    stream: [u8; 4],
+    stream: u32,
     end_stream: u8,
     priority: Option<[u8; 5]>,
     block: &[u8],
@@ -144,10 +144,14 @@ async fn write_headers<W: AsyncWrite + Unpin>(
     to.write_all(&out).await
 }
 
-fn frame_header(out: &mut Vec<u8>, len: usize, kind: u8, flags: u8, stream: [u8; 4]) {
-    let l = (len as u32).to_be_bytes();
-    out.extend_from_slice(&[l[1], l[2], l[3], kind, flags]);
-    out.extend_from_slice(&stream);
+fn frame_header(out: &mut Vec<u8>, len: usize, kind: u8, flags: u8, stream: u32) {
+    FrameHeader {
+        len,
+        kind,
+        flags,
+        stream,
+    }
+    .write(out);
 }
 
 fn bad(what: &str) -> io::Error {
@@ -158,12 +162,7 @@ fn bad(what: &str) -> io::Error {
 mod tests {
     use super::*;
 
-    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-        let mut v = Vec::new();
-        frame_header(&mut v, payload.len(), kind, flags, stream.to_be_bytes());
-        v.extend_from_slice(payload);
-        v
-    }
+    use crate::http2::frame;
 
     fn parse(mut bytes: &[u8]) -> Vec<(u8, u8, Vec<u8>)> {
         let mut out = Vec::new();

@@ -6,6 +6,8 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod env;
+#[path = "../common/grpc_health.rs"]
+mod grpc_health;
 #[path = "../images/harness.rs"]
 #[allow(dead_code)]
 mod harness;

@@ -14,6 +14,7 @@ use nix::sys::socket::{
     AddressFamily, SockFlag, SockType, SockaddrIn, SockaddrIn6, connect, socket,
 };
 
+use crate::http2;
 use crate::pod::probe::Handler;
 
 /// Where a probe's sockets are made: the pod's network namespace (None: the host's).
@@ -258,24 +259,6 @@ pub(super) fn http_status(buf: &[u8], status: &mut Option<u16>) -> Progress {
     }
 }
 
-const FRAME_DATA: u8 = 0x0;
-const FRAME_HEADERS: u8 = 0x1;
-const FRAME_RST: u8 = 0x3;
-const FRAME_SETTINGS: u8 = 0x4;
-const FRAME_PING: u8 = 0x6;
-const FRAME_GOAWAY: u8 = 0x7;
-const END_STREAM: u8 = 0x1;
-const END_HEADERS: u8 = 0x4;
-const ACK: u8 = 0x1;
-
-fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let n = payload.len() as u32;
-    let mut f = vec![(n >> 16) as u8, (n >> 8) as u8, n as u8, kind, flags];
-    f.extend_from_slice(&stream.to_be_bytes());
-    f.extend_from_slice(payload);
-    f
-}
-
 /// A grpc.health.v1.Health/Check call on stream 1 of a fresh HTTP/2 connection.
 #[derive(Default)]
 struct Grpc {
@@ -287,8 +270,8 @@ struct Grpc {
 impl Grpc {
     /// The client's preface, SETTINGS, and the request (HEADERS, DATA).
     fn request(&self, authority: &str, service: &str) -> Vec<u8> {
-        let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-        out.extend(frame(FRAME_SETTINGS, 0, 0, &[]));
+        let mut out = http2::PREFACE.to_vec();
+        out.extend(http2::frame(http2::SETTINGS, 0, 0, &[]));
         let block = loona_hpack::Encoder::new().encode(vec![
             (&b":method"[..], &b"POST"[..]),
             (b":scheme", b"http"),
@@ -298,7 +281,7 @@ impl Grpc {
             (b"te", b"trailers"),
             (b"user-agent", b"kube-probe/1.26"),
         ]);
-        out.extend(frame(FRAME_HEADERS, END_HEADERS, 1, &block));
+        out.extend(http2::frame(http2::HEADERS, http2::END_HEADERS, 1, &block));
         // HealthCheckRequest { string service = 1 }
         let mut msg = Vec::new();
         if !service.is_empty() {
@@ -309,33 +292,31 @@ impl Grpc {
         let mut data = vec![0u8];
         data.extend_from_slice(&(msg.len() as u32).to_be_bytes());
         data.extend(msg);
-        out.extend(frame(FRAME_DATA, END_STREAM, 1, &data));
+        out.extend(http2::frame(http2::DATA, http2::END_STREAM, 1, &data));
         out
     }
 
     /// Take the complete frames of `buf`, answering SETTINGS and PING in `out`.
     fn consume(&mut self, buf: &mut Vec<u8>, out: &mut Vec<u8>) -> Progress {
-        while buf.len() >= 9 {
-            let len = (buf[0] as usize) << 16 | (buf[1] as usize) << 8 | buf[2] as usize;
-            if buf.len() < 9 + len {
-                break;
-            }
-            let (kind, flags) = (buf[3], buf[4]);
-            let stream = u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]) & 0x7fff_ffff;
-            let payload: Vec<u8> = buf[9..9 + len].to_vec();
-            buf.drain(..9 + len);
+        while let Some((h, true)) = http2::FrameHeader::peek(buf) {
+            let (kind, flags, stream) = (h.kind, h.flags, h.stream);
+            let end = http2::FrameHeader::SIZE + h.len;
+            let payload: Vec<u8> = buf[http2::FrameHeader::SIZE..end].to_vec();
+            buf.drain(..end);
             match kind {
-                FRAME_SETTINGS if flags & ACK == 0 => {
-                    out.extend(frame(FRAME_SETTINGS, ACK, 0, &[]))
+                http2::SETTINGS if flags & http2::ACK == 0 => {
+                    out.extend(http2::frame(http2::SETTINGS, http2::ACK, 0, &[]))
                 }
-                FRAME_PING if flags & ACK == 0 => out.extend(frame(FRAME_PING, ACK, 0, &payload)),
-                FRAME_GOAWAY => {
+                http2::PING if flags & http2::ACK == 0 => {
+                    out.extend(http2::frame(http2::PING, http2::ACK, 0, &payload))
+                }
+                http2::GOAWAY => {
                     return Progress::Done(false, "the gRPC server closed the connection".into());
                 }
-                FRAME_RST if stream == 1 => {
+                http2::RST_STREAM if stream == 1 => {
                     return Progress::Done(false, "the gRPC server reset the call".into());
                 }
-                FRAME_DATA if stream == 1 => {
+                http2::DATA if stream == 1 => {
                     self.message.extend_from_slice(&payload);
                     if self.message.len() >= 5 {
                         let n = u32::from_be_bytes([
@@ -349,7 +330,7 @@ impl Grpc {
                         }
                     }
                 }
-                FRAME_HEADERS if stream == 1 => {
+                http2::HEADERS if stream == 1 => {
                     // a header block in one frame (END_HEADERS), as servers send these
                     let Ok(headers) = self.decoder.decode(&payload) else {
                         return Progress::Done(false, "undecodable gRPC headers".into());
@@ -367,7 +348,7 @@ impl Grpc {
                             format!("rpc error: code = {code} desc = {desc}"),
                         );
                     }
-                    if flags & END_STREAM != 0 {
+                    if flags & http2::END_STREAM != 0 {
                         return Progress::Done(false, "the gRPC call ended with no answer".into());
                     }
                 }
@@ -460,19 +441,24 @@ mod tests {
     fn grpc_answers_are_read_from_frames() {
         let mut g = Grpc::default();
         let mut out = Vec::new();
-        let mut buf = frame(FRAME_SETTINGS, 0, 0, &[0, 3, 0, 0, 0, 100]);
+        let mut buf = http2::frame(http2::SETTINGS, 0, 0, &[0, 3, 0, 0, 0, 100]);
         let headers = loona_hpack::Encoder::new().encode(vec![
             (&b":status"[..], &b"200"[..]),
             (b"content-type", b"application/grpc"),
         ]);
-        buf.extend(frame(FRAME_HEADERS, END_HEADERS, 1, &headers));
+        buf.extend(http2::frame(
+            http2::HEADERS,
+            http2::END_HEADERS,
+            1,
+            &headers,
+        ));
         // split within the DATA frame: pending until it is whole
-        let data = frame(FRAME_DATA, 0, 1, &[0, 0, 0, 0, 2, 0x08, 0x01]);
+        let data = http2::frame(http2::DATA, 0, 1, &[0, 0, 0, 0, 2, 0x08, 0x01]);
         buf.extend_from_slice(&data[..10]);
         assert!(matches!(g.consume(&mut buf, &mut out), Progress::Pending));
         assert_eq!(
             out,
-            frame(FRAME_SETTINGS, ACK, 0, &[]),
+            http2::frame(http2::SETTINGS, http2::ACK, 0, &[]),
             "SETTINGS acknowledged"
         );
         buf.extend_from_slice(&data[10..]);
@@ -482,7 +468,7 @@ mod tests {
         ));
         // NOT_SERVING
         let mut g = Grpc::default();
-        let mut buf = frame(FRAME_DATA, 0, 1, &[0, 0, 0, 0, 2, 0x08, 0x02]);
+        let mut buf = http2::frame(http2::DATA, 0, 1, &[0, 0, 0, 0, 2, 0x08, 0x02]);
         match g.consume(&mut buf, &mut Vec::new()) {
             Progress::Done(false, m) => assert!(m.contains("NOT_SERVING"), "{m}"),
             _ => panic!("NOT_SERVING passed"),
@@ -494,7 +480,12 @@ mod tests {
             (b"grpc-status", b"5"),
             (b"grpc-message", b"unknown service"),
         ]);
-        let mut buf = frame(FRAME_HEADERS, END_HEADERS | END_STREAM, 1, &block);
+        let mut buf = http2::frame(
+            http2::HEADERS,
+            http2::END_HEADERS | http2::END_STREAM,
+            1,
+            &block,
+        );
         match g.consume(&mut buf, &mut Vec::new()) {
             Progress::Done(false, m) => {
                 assert_eq!(m, "rpc error: code = 5 desc = unknown service")
