@@ -7,6 +7,7 @@
 mod apply;
 mod delete;
 mod get;
+mod objects;
 
 use serde::Deserialize;
 use serde_json::Value;
