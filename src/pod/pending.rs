@@ -78,6 +78,12 @@ impl Runtime {
             Err(Error::NotFound(_)) => return Ok(true),
             Err(e) => return Err(e),
         };
+        // a starter killed after the monitor was asked to start the containers: done
+        let rec = self.find_pod(id)?;
+        if self.status_of(rec)?.waiting.is_none() {
+            let _ = fs::remove_file(dir.pending());
+            return Ok(true);
+        }
         let data = crate::configmap::ConfigData::new(&self.opts.data_root);
         if let Some(missing) = crate::configmap::resolve::missing(&data, &p.manifest) {
             if missing != p.missing {

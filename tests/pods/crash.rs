@@ -169,6 +169,43 @@ fn a_stop_killed_anywhere_leaves_the_pod_not_ready() {
     }
 }
 
+#[test]
+fn a_waiting_pod_started_by_a_killed_command_runs_once() {
+    let e = PodEnv::new("crash-pending");
+    let pod = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: w}}\nspec:\n  hostNetwork: true\n  containers: [{{name: c, image: {}, command: [sh, -c, 'echo got=$V; sleep 1000'], env: [{{name: V, valueFrom: {{configMapKeyRef: {{name: late, key: v}}}}}}]}}]\n",
+        e.image("base")
+    );
+    let f = e.file(&pod);
+    e.ok(&["kube", "apply", "--detach", "-f", f.to_str().unwrap()]);
+    // the ConfigMap's apply dies right after making the waiting pod's containers
+    let cm = e.file("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: late}\ndata: {v: here}\n");
+    let out = e
+        .cmd(&["kube", "apply", "-f", cm.to_str().unwrap()])
+        .env("BERTH_FAULT", "pod-pending:started")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.signal(), Some(9), "kube apply survived");
+    // the truth: the pod waits no more, its one container runs
+    e.log_until("w", "got=here");
+    let v = e.inspect("w");
+    assert!(v.get("waiting").is_none(), "still waiting: {v}");
+    assert_eq!(v["containers"].as_array().unwrap().len(), 1, "{v}");
+    let row = e.ok(&["kube", "get", "pods"]);
+    assert!(
+        row.lines()
+            .any(|l| l.starts_with("w ") && l.contains("1/1") && l.contains("Running")),
+        "{row}"
+    );
+    // applying again starts nothing twice
+    e.ok(&["kube", "apply", "-f", cm.to_str().unwrap()]);
+    let v = e.inspect("w");
+    assert_eq!(v["containers"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(e.ok(&["pod", "logs", "w"]).matches("got=here").count(), 1);
+    e.ok(&["pod", "rm", "-f", "w"]);
+    assert_clean(&e, "the pod started by a killed apply");
+}
+
 /// A child process killed when the test ends, even by a panic.
 struct KillOnDrop(Option<std::process::Child>);
 

@@ -176,6 +176,10 @@ impl Runtime {
                 name: c.network.name,
                 source: c.network.source,
             });
+        // a pod whose starter died after its containers' start was asked for waits no more
+        let asked = containers
+            .iter()
+            .any(|c| c.status.state != super::store::ContainerState::Pending);
         let mut st = PodStatus {
             network,
             monitor_pid,
@@ -186,6 +190,7 @@ impl Runtime {
             conditions: Vec::new(),
             waiting: read_json::<super::pending::Pending>(&dir.pending())
                 .ok()
+                .filter(|_| !asked)
                 .map(Into::into),
         };
         // the monitor records when readiness changed; what it says now is read from the
