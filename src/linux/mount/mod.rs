@@ -6,17 +6,26 @@
 //! host (the CVE-2021-30465 class).
 
 use std::ffi::OsStr;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
+use nix::fcntl::OFlag;
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
-use nix::sys::stat::{Mode, SFlag, makedev, mknodat};
+use nix::sys::stat::{Mode, SFlag, mknodat};
 use nix::unistd::{Gid, Uid, fchownat};
 
 use super::{Result, Step, SysError, sys};
+
+mod devices;
+mod options;
+mod resolve;
+
+pub use devices::{Device, bind_console, bind_devices, create_dev_symlinks, create_devices};
+pub use options::{Options, parse_options};
+pub use resolve::{ensure_in_root, open_in_root};
+use resolve::{ordinary_directory, proc_fd_path};
 
 /// `MOUNT_ATTR_*` bits for recursive (`r*`) options, applied with mount_setattr.
 pub mod attr {
@@ -30,149 +39,6 @@ pub mod attr {
     pub const STRICTATIME: u64 = 0x20;
     pub const NODIRATIME: u64 = 0x80;
     pub const NOSYMFOLLOW: u64 = 0x0020_0000;
-}
-
-/// Mount options of one `mounts[]` entry, parsed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Options {
-    /// Flags for mount(2).
-    pub flags: MsFlags,
-    /// `bind` or `rbind` was given.
-    pub bind: bool,
-    /// `rbind`: bind recursively.
-    pub recursive: bool,
-    /// Propagation changes, applied in order after the mount.
-    pub propagation: Vec<MsFlags>,
-    /// Recursive attributes to set / clear with mount_setattr.
-    pub attr_set: u64,
-    pub attr_clear: u64,
-    /// Filesystem-specific options, passed as mount data (`mode=755,size=65536k`).
-    pub data: Vec<String>,
-    /// `tmpcopyup`: copy what the image had at the mount point into the new tmpfs.
-    pub copy_up: bool,
-}
-
-/// Parse runtime-spec mount options (mount(8) names). Unknown names are filesystem data.
-pub fn parse_options(options: &[String]) -> std::result::Result<Options, String> {
-    let mut o = Options {
-        flags: MsFlags::empty(),
-        bind: false,
-        recursive: false,
-        propagation: Vec::new(),
-        attr_set: 0,
-        attr_clear: 0,
-        data: Vec::new(),
-        copy_up: false,
-    };
-    for opt in options {
-        let (set, clear) = match opt.as_str() {
-            "defaults" => (MsFlags::empty(), MsFlags::empty()),
-            "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
-            "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY),
-            "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
-            "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID),
-            "nodev" => (MsFlags::MS_NODEV, MsFlags::empty()),
-            "dev" => (MsFlags::empty(), MsFlags::MS_NODEV),
-            "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty()),
-            "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC),
-            "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
-            "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS),
-            "dirsync" => (MsFlags::MS_DIRSYNC, MsFlags::empty()),
-            "remount" => (MsFlags::MS_REMOUNT, MsFlags::empty()),
-            "mand" => (MsFlags::MS_MANDLOCK, MsFlags::empty()),
-            "nomand" => (MsFlags::empty(), MsFlags::MS_MANDLOCK),
-            "atime" => (MsFlags::empty(), MsFlags::MS_NOATIME),
-            "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty()),
-            "diratime" => (MsFlags::empty(), MsFlags::MS_NODIRATIME),
-            "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty()),
-            "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty()),
-            "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME),
-            "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
-            "nostrictatime" => (MsFlags::empty(), MsFlags::MS_STRICTATIME),
-            "lazytime" => (MsFlags::MS_LAZYTIME, MsFlags::empty()),
-            "nolazytime" => (MsFlags::empty(), MsFlags::MS_LAZYTIME),
-            "silent" => (MsFlags::MS_SILENT, MsFlags::empty()),
-            "loud" => (MsFlags::empty(), MsFlags::MS_SILENT),
-            "iversion" => (MsFlags::MS_I_VERSION, MsFlags::empty()),
-            "noiversion" => (MsFlags::empty(), MsFlags::MS_I_VERSION),
-            "nosymfollow" => (
-                MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW),
-                MsFlags::empty(),
-            ),
-            "symfollow" => (
-                MsFlags::empty(),
-                MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW),
-            ),
-            "bind" => {
-                o.bind = true;
-                continue;
-            }
-            "rbind" => {
-                o.bind = true;
-                o.recursive = true;
-                continue;
-            }
-            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable"
-            | "runbindable" => {
-                let base = match opt.trim_start_matches('r') {
-                    "private" => MsFlags::MS_PRIVATE,
-                    "shared" => MsFlags::MS_SHARED,
-                    "slave" => MsFlags::MS_SLAVE,
-                    _ => MsFlags::MS_UNBINDABLE,
-                };
-                let rec = opt.starts_with('r');
-                o.propagation
-                    .push(if rec { base | MsFlags::MS_REC } else { base });
-                continue;
-            }
-            "tmpcopyup" => {
-                o.copy_up = true;
-                continue;
-            }
-            "idmap" | "ridmap" => {
-                return Err(format!(
-                    "option {opt} needs idmapped mounts, not supported yet"
-                ));
-            }
-            other => {
-                if let Some((set, clear)) = recursive_attr(other) {
-                    o.attr_set = (o.attr_set & !clear) | set;
-                    o.attr_clear = (o.attr_clear & !set) | clear;
-                    continue;
-                }
-                o.data.push(other.to_string());
-                continue;
-            }
-        };
-        o.flags = (o.flags - clear) | set;
-    }
-    Ok(o)
-}
-
-/// The `r*` options that mount_setattr applies to a whole mount tree: (set, clear).
-fn recursive_attr(opt: &str) -> Option<(u64, u64)> {
-    use attr::*;
-    Some(match opt {
-        "rro" => (RDONLY, 0),
-        "rrw" => (0, RDONLY),
-        "rnosuid" => (NOSUID, 0),
-        "rsuid" => (0, NOSUID),
-        "rnodev" => (NODEV, 0),
-        "rdev" => (0, NODEV),
-        "rnoexec" => (NOEXEC, 0),
-        "rexec" => (0, NOEXEC),
-        "rnodiratime" => (NODIRATIME, 0),
-        "rdiratime" => (0, NODIRATIME),
-        "rrelatime" => (RELATIME, ATIME_MASK),
-        "rnorelatime" => (0, ATIME_MASK),
-        "rnoatime" => (NOATIME, ATIME_MASK),
-        "ratime" => (0, ATIME_MASK),
-        "rstrictatime" => (STRICTATIME, ATIME_MASK),
-        "rnostrictatime" => (0, ATIME_MASK),
-        "rnosymfollow" => (NOSYMFOLLOW, 0),
-        "rsymfollow" => (0, NOSYMFOLLOW),
-        _ => return None,
-    })
 }
 
 /// What kind of mount an entry is.
@@ -203,20 +69,6 @@ impl Entry {
     }
 }
 
-/// What `/dev` gets.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Device {
-    /// Absolute path inside the container.
-    pub path: PathBuf,
-    /// `S_IFCHR`, `S_IFBLK` or `S_IFIFO`.
-    pub kind: SFlag,
-    pub major: u64,
-    pub minor: u64,
-    pub mode: u32,
-    pub uid: u32,
-    pub gid: u32,
-}
-
 /// How the cgroup mount is to be built (from the host layout and the container's cgroup).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CgroupMount {
@@ -227,170 +79,6 @@ pub enum CgroupMount {
         hierarchies: Vec<(String, String, PathBuf)>,
         namespaced: bool,
     },
-}
-
-fn proc_fd_path(fd: BorrowedFd<'_>) -> PathBuf {
-    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-}
-
-fn relative(p: &Path) -> &Path {
-    p.strip_prefix("/").unwrap_or(p)
-}
-
-/// Open `path` inside the tree rooted at `root` as if `root` were `/`: symlinks, `..` and
-/// absolute links all stay inside.
-pub fn open_in_root(root: BorrowedFd<'_>, path: &Path, flags: OFlag) -> nix::Result<OwnedFd> {
-    let how = OpenHow::new()
-        .flags(flags | OFlag::O_CLOEXEC)
-        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    let rel = relative(path);
-    let rel: &Path = if rel.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        rel
-    };
-    // The kernel answers EAGAIN when a ".." walk races with any mount or rename on the system
-    // (it cannot prove the walk stayed inside); openat2(2) says to retry.
-    let mut tries = 0;
-    loop {
-        match openat2(root, rel, how) {
-            Err(Errno::EAGAIN) if tries < 1000 => tries += 1,
-            other => return other,
-        }
-    }
-}
-
-/// Resolve `path` inside `root` component by component, following symlinks (absolute ones
-/// from `root`), up to the first component that does not exist; the rest is appended as is.
-/// The result names, inside `root`, where a missing mount point must be created.
-fn resolve_for_create(root: BorrowedFd<'_>, path: &Path) -> Result<PathBuf> {
-    let mut todo: std::collections::VecDeque<std::ffi::OsString> = path
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(n.to_os_string()),
-            Component::ParentDir => Some("..".into()),
-            _ => None,
-        })
-        .collect();
-    let mut done = PathBuf::from("/");
-    let mut links = 0;
-    while let Some(c) = todo.pop_front() {
-        if c == ".." {
-            done.pop();
-            continue;
-        }
-        let cand = done.join(&c);
-        match open_in_root(root, &cand, OFlag::O_PATH | OFlag::O_NOFOLLOW) {
-            Ok(fd) => {
-                let st = nix::sys::stat::fstat(&fd).step(|| format!("stat {}", cand.display()))?;
-                if st.st_mode & libc::S_IFMT != libc::S_IFLNK {
-                    done = cand;
-                    continue;
-                }
-                links += 1;
-                if links > 40 {
-                    return Err(SysError::new(
-                        format!("resolve {}", path.display()),
-                        Errno::ELOOP,
-                    ));
-                }
-                let target = nix::fcntl::readlinkat(&fd, "")
-                    .step(|| format!("readlink {}", cand.display()))?;
-                let target = Path::new(&target);
-                if target.is_absolute() {
-                    done = PathBuf::from("/");
-                }
-                for comp in target.components().rev() {
-                    match comp {
-                        Component::Normal(n) => todo.push_front(n.to_os_string()),
-                        Component::ParentDir => todo.push_front("..".into()),
-                        _ => {}
-                    }
-                }
-            }
-            Err(Errno::ENOENT) => {
-                done = cand;
-                done.extend(todo.drain(..));
-            }
-            Err(e) => return Err(SysError::new(format!("resolve {}", cand.display()), e)),
-        }
-    }
-    Ok(done)
-}
-
-/// Make sure `path` exists inside `root` (creating missing directories, and the last component
-/// as a directory or an empty file), and return an `O_PATH` fd on it. Symlinks are followed
-/// inside `root` only; creation happens with `mkdirat` on fds resolved inside `root`.
-/// proc and sysfs go only on a real directory (or where none is yet): a symlinked `/proc`
-/// would let the image redirect what the runtime later writes through it (masked paths, LSM
-/// labels: the CVE-2019-16884 / CVE-2019-19921 class). runc refuses the same.
-fn ordinary_directory(root: BorrowedFd<'_>, dest: &Path, fstype: &str) -> Result<()> {
-    let (Some(parent), Some(name)) = (dest.parent(), dest.file_name()) else {
-        return Ok(());
-    };
-    let parent = match open_in_root(root, parent, OFlag::O_PATH | OFlag::O_DIRECTORY) {
-        Ok(fd) => fd,
-        Err(Errno::ENOENT) => return Ok(()),
-        Err(e) => return Err(SysError::new(format!("resolve {}", parent.display()), e)),
-    };
-    match nix::sys::stat::fstatat(&parent, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
-        Err(Errno::ENOENT) => Ok(()),
-        Err(e) => Err(SysError::new(format!("stat {}", dest.display()), e)),
-        Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => Ok(()),
-        Ok(_) => Err(SysError::other(
-            format!("mount {fstype} on {}", dest.display()),
-            format!("filesystem {fstype:?} must be mounted on ordinary directory"),
-        )),
-    }
-}
-
-pub fn ensure_in_root(root: BorrowedFd<'_>, path: &Path, dir: bool) -> Result<OwnedFd> {
-    match open_in_root(root, path, OFlag::O_PATH) {
-        Ok(fd) => return Ok(fd),
-        Err(Errno::ENOENT) => {}
-        Err(e) => return Err(SysError::new(format!("resolve {}", path.display()), e)),
-    }
-    let resolved = resolve_for_create(root, path)?;
-    let mut parent = open_in_root(root, Path::new("/"), OFlag::O_PATH | OFlag::O_DIRECTORY)
-        .step(|| "open container root".into())?;
-    let mut sofar = PathBuf::from("/");
-    let comps: Vec<Component<'_>> = resolved.components().collect();
-    for (i, comp) in comps.iter().enumerate() {
-        let Component::Normal(name) = comp else {
-            continue;
-        };
-        sofar.push(name);
-        let last = i + 1 == comps.len();
-        match open_in_root(root, &sofar, OFlag::O_PATH) {
-            Ok(fd) => {
-                parent = fd;
-                continue;
-            }
-            Err(Errno::ENOENT) => {}
-            Err(e) => return Err(SysError::new(format!("resolve {}", sofar.display()), e)),
-        }
-        // `parent` is an O_PATH fd; *at() calls accept it as a directory.
-        if last && !dir {
-            let f = nix::fcntl::openat(
-                parent.as_fd(),
-                *name,
-                OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
-                Mode::from_bits_truncate(0o644),
-            );
-            match f {
-                Ok(_) | Err(Errno::EEXIST) => {}
-                Err(e) => return Err(SysError::new(format!("create {}", sofar.display()), e)),
-            }
-        } else {
-            match nix::sys::stat::mkdirat(parent.as_fd(), *name, Mode::from_bits_truncate(0o755)) {
-                Ok(()) | Err(Errno::EEXIST) => {}
-                Err(e) => return Err(SysError::new(format!("mkdir {}", sofar.display()), e)),
-            }
-        }
-        parent = open_in_root(root, &sofar, OFlag::O_PATH)
-            .step(|| format!("resolve {}", sofar.display()))?;
-    }
-    Ok(parent)
 }
 
 /// Step 1 inside the new mount namespace: stop propagation towards the host, and make the rootfs
@@ -781,87 +469,6 @@ fn bind_with_flags(
     Ok(())
 }
 
-/// Create device nodes (`linux.devices` and the defaults) inside the rootfs. The caller has set
-/// the umask to 0, so mknod's mode is exact.
-pub fn create_devices(root: BorrowedFd<'_>, devices: &[Device]) -> Result<()> {
-    let mut parent: Option<(PathBuf, OwnedFd)> = None;
-    for d in devices {
-        let parent_path = d.path.parent().unwrap_or(Path::new("/"));
-        let dir = match &parent {
-            Some((p, fd)) if p == parent_path => fd,
-            _ => {
-                let fd = ensure_in_root(root, parent_path, true)?;
-                &parent.insert((parent_path.to_path_buf(), fd)).1
-            }
-        };
-        let name = d.path.file_name().unwrap_or_default();
-        let dev = makedev(d.major, d.minor);
-        match mknodat(
-            dir.as_fd(),
-            name,
-            d.kind,
-            Mode::from_bits_truncate(d.mode & 0o7777),
-            dev,
-        ) {
-            Ok(()) => {}
-            // An image that ships the node already: keep it, as runc does.
-            Err(Errno::EEXIST) => continue,
-            Err(e) => return Err(SysError::new(format!("mknod {}", d.path.display()), e)),
-        }
-        if d.uid != 0 || d.gid != 0 {
-            fchownat(
-                dir.as_fd(),
-                name,
-                Some(Uid::from_raw(d.uid)),
-                Some(Gid::from_raw(d.gid)),
-                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-            )
-            .step(|| format!("chown {}", d.path.display()))?;
-        }
-    }
-    Ok(())
-}
-
-/// In a user namespace mknod is not allowed: bind each device node from the host instead (an
-/// empty file is the mount point), as runc does.
-pub fn bind_devices(root: BorrowedFd<'_>, devices: &[Device]) -> Result<()> {
-    for d in devices {
-        let target = ensure_in_root(root, &d.path, false)?;
-        mount(
-            Some(&d.path),
-            &proc_fd_path(target.as_fd()),
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .step(|| format!("bind host device {}", d.path.display()))?;
-    }
-    Ok(())
-}
-
-/// The standard `/dev` symlinks: fd, stdin, stdout, stderr, ptmx.
-pub fn create_dev_symlinks(root: BorrowedFd<'_>) -> Result<()> {
-    let dev = ensure_in_root(root, Path::new("/dev"), true)?;
-    for (name, target) in [
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
-        ("ptmx", "pts/ptmx"),
-    ] {
-        if name == "ptmx" {
-            // an image's /dev/ptmx node would bypass the container's devpts instance
-            let _ =
-                nix::unistd::unlinkat(dev.as_fd(), name, nix::unistd::UnlinkatFlags::NoRemoveDir);
-        }
-        match nix::unistd::symlinkat(target, dev.as_fd(), name) {
-            Ok(()) | Err(Errno::EEXIST) => {}
-            Err(e) => return Err(SysError::new(format!("symlink /dev/{name}"), e)),
-        }
-    }
-    Ok(())
-}
-
 /// Make `root` the process's root: pivot_root, then detach the old root.
 pub fn pivot_root(root: BorrowedFd<'_>) -> Result<()> {
     let old_root = nix::fcntl::open(
@@ -981,89 +588,4 @@ pub fn readonly_root() -> Result<()> {
 pub fn set_root_propagation(flags: MsFlags) -> Result<()> {
     mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)
         .step(|| "set rootfs propagation".into())
-}
-
-/// Bind the terminal at `pts` over `/dev/console` (after pivot).
-pub fn bind_console(pts: &Path) -> Result<()> {
-    let console = Path::new("/dev/console");
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(console)
-    {
-        Ok(_) => {}
-        Err(e)
-            if e.raw_os_error() == Some(libc::ENXIO) || e.raw_os_error() == Some(libc::EACCES) => {}
-        Err(e) => return Err(SysError::new("create /dev/console", e)),
-    }
-    mount(
-        Some(pts),
-        console,
-        None::<&str>,
-        MsFlags::MS_BIND,
-        None::<&str>,
-    )
-    .step(|| format!("bind {} on /dev/console", pts.display()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn opts(v: &[&str]) -> Options {
-        parse_options(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
-    }
-
-    #[test]
-    fn flags_set_and_clear_in_order() {
-        let o = opts(&["nosuid", "noexec", "nodev", "ro"]);
-        assert_eq!(
-            o.flags,
-            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV | MsFlags::MS_RDONLY
-        );
-        let o = opts(&["ro", "rw"]);
-        assert_eq!(o.flags, MsFlags::empty());
-    }
-
-    #[test]
-    fn fs_data_is_kept() {
-        let o = opts(&["nosuid", "strictatime", "mode=755", "size=65536k"]);
-        assert_eq!(o.data, vec!["mode=755", "size=65536k"]);
-        assert!(o.flags.contains(MsFlags::MS_STRICTATIME));
-    }
-
-    #[test]
-    fn bind_and_propagation() {
-        let o = opts(&["rbind", "rprivate", "slave"]);
-        assert!(o.bind && o.recursive);
-        assert_eq!(
-            o.propagation,
-            vec![MsFlags::MS_PRIVATE | MsFlags::MS_REC, MsFlags::MS_SLAVE]
-        );
-        let o = opts(&["bind", "rslave", "runbindable", "shared"]);
-        assert!(o.bind && !o.recursive);
-        assert_eq!(
-            o.propagation,
-            vec![
-                MsFlags::MS_SLAVE | MsFlags::MS_REC,
-                MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
-                MsFlags::MS_SHARED
-            ]
-        );
-    }
-
-    #[test]
-    fn recursive_attributes() {
-        let o = opts(&["rro", "rnosuid", "rnoatime"]);
-        assert_eq!(o.attr_set, attr::RDONLY | attr::NOSUID | attr::NOATIME);
-        // the kernel wants the whole atime field cleared and the new atime set
-        assert_eq!(o.attr_clear, attr::ATIME_MASK);
-    }
-
-    #[test]
-    fn unsupported_options_are_refused() {
-        assert!(opts(&["tmpcopyup"]).copy_up);
-        assert!(parse_options(&["idmap".into()]).is_err());
-    }
 }
