@@ -85,17 +85,17 @@ impl Volumes {
     }
 
     /// [`Self::provision_storage`], the marker kept until the caller drops it (once the
-    /// volume's record is written), with `meanwhile` run on another thread while the storage
-    /// is made (the records staged: a file system takes milliseconds to make, their fsyncs
-    /// as long). Either failing, nothing is left.
-    pub(super) fn provision_storage_marked<T: Send>(
+    /// volume's record is written), with `meanwhile` run while the storage is made (the
+    /// records staged while mkfs runs: a file system takes milliseconds to make, their
+    /// fsyncs as long). Either failing, nothing is left.
+    pub(super) fn provision_storage_marked<T>(
         &self,
         _lock: &Locked,
         handle: &str,
         kind: BackendKind,
         size: u64,
         fs_type: &str,
-        meanwhile: impl FnOnce() -> Result<T> + Send,
+        meanwhile: impl FnOnce() -> Result<T>,
     ) -> Result<(Marker, T)> {
         let dir = self.store.inflight();
         fs::create_dir_all(&dir).map_err(io(format!("create {}", dir.display())))?;
@@ -108,16 +108,20 @@ impl Volumes {
             _held: held,
         };
         crate::fault::point("volume-provision:marked");
-        let (made, other) = std::thread::scope(|s| {
-            let other = s.spawn(meanwhile);
-            let made = backend::of(kind, &self.store).create(handle, size, fs_type);
-            let other = other
-                .join()
-                .unwrap_or_else(|_| Err(super::Error::Failed("staging panicked".into())));
-            (made, other)
+        let mut meanwhile = Some(meanwhile);
+        let mut other = None;
+        let made = backend::of(kind, &self.store).create(handle, size, fs_type, &mut || {
+            if let Some(f) = meanwhile.take() {
+                other = Some(f());
+            }
         });
         crate::fault::point("volume-provision:made");
         made?;
+        let other = match (other, meanwhile) {
+            (Some(o), _) => o,
+            (None, Some(f)) => f(),
+            (None, None) => unreachable!("meanwhile ran or is still there"),
+        };
         match other {
             Ok(t) => Ok((marker, t)),
             Err(e) => {

@@ -12,6 +12,7 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 berth=$(realpath "$1")
 runs=${BENCH_VOLUME_RUNS:-10}
+rounds=${BENCH_VOLUME_ROUNDS:-5}
 P=$(mktemp -d /var/tmp/berth-bench-volumes.XXXXXX)
 export BERTH_DATA_ROOT=$P/data BERTH_LOG_ROOT=$P/logs BERTH_CGROUP_PARENT=/berth-bench-volumes
 B="$berth --root /run/berth-bench-volumes-$$"
@@ -40,21 +41,27 @@ unfloor() {
 export -f floor unfloor
 export P MKFS SIZE
 echo "berth: $($berth --version | head -1); $(mkfs.ext4 -V 2>&1 | head -1); podman $(podman --version | awk '{print $3}')"
-echo "$runs runs per figure, medians; data root on $(df --output=fstype "$P" | tail -1)"
+echo "$runs runs per figure (provisioning: $rounds rounds of them), medians; data root on $(df --output=fstype "$P" | tail -1)"
 echo
-hyperfine -S bash -r "$runs" -w 1 --export-json "$P/prov.json" \
-    -n "berth volume create (1 GiB, size enforced)" --prepare "$B volume rm v >/dev/null 2>&1 || true" \
-        "$B volume create v --size 1Gi >/dev/null" \
-    -n "floor: fallocate + mkfs.ext4 by hand" --prepare "unfloor" "floor" \
-    -n "podman volume create (no size)" --prepare "podman volume rm -f berth-bench-v >/dev/null 2>&1 || true" \
-        "podman volume create berth-bench-v >/dev/null" >/dev/null
+# the three alternated over ROUNDS rounds of RUNS runs each (the disk's state drifts: run
+# one after the other, the ratio moved by 0.3 from run to run): medians of every run
+for r in $(seq "$rounds"); do
+    hyperfine -S bash -r "$runs" -w 1 --export-json "$P/prov-$r.json" \
+        -n "berth volume create (1 GiB, size enforced)" --prepare "$B volume rm v >/dev/null 2>&1 || true" \
+            "$B volume create v --size 1Gi >/dev/null" \
+        -n "floor: fallocate + mkfs.ext4 by hand" --prepare "unfloor" "floor" \
+        -n "podman volume create (no size)" --prepare "podman volume rm -f berth-bench-v >/dev/null 2>&1 || true" \
+            "podman volume create berth-bench-v >/dev/null" >/dev/null 2>&1
+done
 unfloor
+# every run's time of result I over the rounds, in ms; their median
+prov_med() { jq -s "[.[].results[$1].times[]] | sort | .[length/2|floor] * 1000" "$P"/prov-*.json; }
 med() { jq -r ".results[$2].median * 1000" "$1"; }
 div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-printf "%-48s %9s %12s\n" "provision 1 GiB" "ms" "vs floor"
+printf "%-48s %9s %12s\n" "provision 1 GiB ($rounds x $runs runs)" "ms" "vs floor"
 for i in 0 1 2; do
-    n=$(jq -r ".results[$i].command" "$P/prov.json")
-    printf "%-48s %9.1f %12s\n" "$n" "$(med "$P/prov.json" $i)" "$(div "$(med "$P/prov.json" $i)" "$(med "$P/prov.json" 1)")"
+    n=$(jq -r ".results[$i].command" "$P/prov-1.json")
+    printf "%-48s %9.1f %12s\n" "$n" "$(prov_med $i)" "$(div "$(prov_med $i)" "$(prov_med 1)")"
 done
 echo
 

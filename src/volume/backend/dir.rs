@@ -31,9 +31,17 @@ impl Backend for Dir {
         }
     }
 
-    fn create(&self, pv: &str, _size: u64, _fs_type: &str) -> Result<()> {
+    fn create(
+        &self,
+        pv: &str,
+        _size: u64,
+        _fs_type: &str,
+        meanwhile: &mut dyn FnMut(),
+    ) -> Result<()> {
         let d = self.store.dir(pv);
-        fs::create_dir_all(&d).map_err(io(format!("create {}", d.display())))
+        fs::create_dir_all(&d).map_err(io(format!("create {}", d.display())))?;
+        meanwhile();
+        Ok(())
     }
 
     fn attach(&self, v: &Volume) -> Result<PathBuf> {

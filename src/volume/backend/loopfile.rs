@@ -7,7 +7,7 @@
 use std::fs;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use nix::mount::{MntFlags, MsFlags};
 
@@ -98,7 +98,8 @@ fn offered(image: &Path) -> Result<u64> {
 }
 
 impl Loopfile {
-    fn make(&self, image: &Path, len: u64) -> Result<()> {
+    /// Allocate `image` and make its file system, running `meanwhile` while mkfs does.
+    fn make(&self, image: &Path, len: u64, meanwhile: &mut dyn FnMut()) -> Result<()> {
         let f = fs::File::create(image).map_err(io(format!("create {}", image.display())))?;
         nix::fcntl::fallocate(
             f.as_fd(),
@@ -112,12 +113,17 @@ impl Loopfile {
             image.display()
         )))?;
         drop(f);
-        let out = Command::new("mkfs.ext4")
+        let child = Command::new("mkfs.ext4")
             .args(MKFS)
             .arg(image)
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .output()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
             .map_err(io("run mkfs.ext4"))?;
+        meanwhile();
+        let out = child.wait_with_output().map_err(io("wait for mkfs.ext4"))?;
         if !out.status.success() {
             return Err(Error::Failed(format!(
                 "mkfs.ext4 {}: {}",
@@ -146,7 +152,13 @@ impl Backend for Loopfile {
         }
     }
 
-    fn create(&self, pv: &str, size: u64, fs_type: &str) -> Result<()> {
+    fn create(
+        &self,
+        pv: &str,
+        size: u64,
+        fs_type: &str,
+        meanwhile: &mut dyn FnMut(),
+    ) -> Result<()> {
         if fs_type != "ext4" {
             return Err(Error::Invalid(format!(
                 "fsType {fs_type:?}: the loopfile back end makes ext4 (xfs follows later)"
@@ -160,7 +172,7 @@ impl Backend for Loopfile {
             let mut len = image_size(size);
             // a guess short of the request grows once or twice (the superblock says)
             for _ in 0..3 {
-                self.make(&image, len)?;
+                self.make(&image, len, meanwhile)?;
                 let got = offered(&image)?;
                 if got >= size {
                     return Ok(());

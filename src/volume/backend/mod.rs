@@ -15,8 +15,11 @@ pub trait Backend {
     /// The source of volume `pv`'s storage, known before it is made (so that its record can
     /// be written while it is).
     fn source(&self, pv: &str, fs_type: &str) -> Source;
-    /// Make new, empty storage of at least `size` bytes for volume `pv`.
-    fn create(&self, pv: &str, size: u64, fs_type: &str) -> Result<()>;
+    /// Make new, empty storage of at least `size` bytes for volume `pv`, running `meanwhile`
+    /// once while it waits for the slow part (mkfs), if the storage is made. The caller's
+    /// records are staged there (src/volume/provision.rs).
+    fn create(&self, pv: &str, size: u64, fs_type: &str, meanwhile: &mut dyn FnMut())
+    -> Result<()>;
     /// Make it usable at a host path (attach and mount if needed). Idempotent; after a reboot
     /// (nothing attached, nothing mounted) it attaches again.
     fn attach(&self, v: &Volume) -> Result<PathBuf>;
