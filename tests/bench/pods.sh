@@ -9,23 +9,17 @@
 # Each side uses its own private directories; everything is removed at the end.
 # Usage: pods.sh BERTH_RELEASE_BINARY
 set -euo pipefail
-# crun refuses this host's hybrid cgroups: run in a private mount namespace where
-# /sys/fs/cgroup/unified/cgroup.controllers reads empty, as bench.sh does
-if [ "${BERTH_BENCH_INNER:-}" != 1 ] && [ -n "$(cat /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null)" ]; then
-    empty=$(mktemp)
-    trap 'rm -f "$empty"' EXIT
-    unshare -m bash -c "mount --bind '$empty' /sys/fs/cgroup/unified/cgroup.controllers && BERTH_BENCH_INNER=1 exec '$0' '$1'"
-    exit $?
-fi
 top=$(cd "$(dirname "$0")/../.." && pwd)
 . "$top/tests/clients/lib.sh"
+. "$top/tests/bench/podman-env.sh"
+in_crun_namespace "$0" "$@"
 berth=$(realpath "$1")
 runs=${BENCH_POD_RUNS:-20}
 many=${BENCH_PODS:-100}
 
 P=$(mktemp -d /run/berth-bench-pods.XXXXXX)
 remember_paths /run/containers /var/lib/containers /etc/containers/networks /run/libpod
-export CONTAINERS_CONF=$P/containers.conf CONTAINERS_STORAGE_CONF=$P/storage.conf CONTAINERS_REGISTRIES_CONF=$P/registries.conf
+podman_env "$P"
 # berth's default network (no CNI configuration), on a bridge and subnet of the bench's own
 export BERTH_DATA_ROOT=$P/data BERTH_LOG_ROOT=$P/logs BERTH_CNI_CONF_DIR=$P/net.d BERTH_CGROUP_PARENT=/berth-bench-pods \
     BERTH_CNI_IPAM_DIR=$P/ipam BERTH_DEFAULT_BRIDGE=bb0 BERTH_DEFAULT_SUBNET=10.80.0.0/22
@@ -35,8 +29,8 @@ podman0_before=$(ip link show podman0 >/dev/null 2>&1 && echo yes || true)
 libpod_before=$(ls -d /sys/fs/cgroup/memory/libpod_parent 2>/dev/null || true)
 cleanup() {
     for id in $(ls "$P/run/pods" 2>/dev/null); do $B pod rm -f "$id" >/dev/null 2>&1 || true; done
-    podman pod rm -af -t 0 >/dev/null 2>&1 || true
-    podman system reset -f >/dev/null 2>&1 || true
+    [ -e "$P/storage.conf" ] && podman pod rm -af -t 0 >/dev/null 2>&1 || true
+    podman_reset "$P"
     # what podman could not remove: its conmons (their command lines name $P) and their children
     for c in $(pgrep -f "conmon .*$P/" || true); do
         for k in $(pgrep -P "$c" || true); do kill -9 "$k" 2>/dev/null || true; done
@@ -91,20 +85,7 @@ manifest bench true > "$P/host.yaml"
 for i in $(seq "$many"); do manifest "p$i" false > "$P/many-$i.yaml"; done
 
 # --- podman: private configuration, the same busybox rootfs as an image
-cat > "$P/containers.conf" <<CONF
-[containers]
-default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-tmp_dir = "$P/tmp"
-volume_path = "$P/volumes"
-[network]
-network_config_dir = "$P/networks"
-CONF
-printf '[storage]\ndriver = "overlay"\ngraphroot = "%s/storage"\nrunroot = "%s/prun"\n' "$P" "$P" > "$P/storage.conf"
-echo 'unqualified-search-registries = []' > "$P/registries.conf"
-tar -C "$(rootfs_fixture)" -c . | podman import -q - localhost/busybox:bench >/dev/null
+podman_private "$P"
 
 echo "berth: $($berth --version | head -1); podman: $(podman --version) (crun $(crun --version | head -1 | awk '{print $3}'), netavark)"
 echo "$runs runs per figure, medians; then $many pods at once"

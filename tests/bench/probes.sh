@@ -12,22 +12,16 @@
 # (not counted) on both sides; berth's network probes run none.
 # Usage: probes.sh BERTH_RELEASE_BINARY
 set -euo pipefail
-# crun refuses this host's hybrid cgroups: run in a private mount namespace where
-# /sys/fs/cgroup/unified/cgroup.controllers reads empty, as bench.sh does
-if [ "${BERTH_BENCH_INNER:-}" != 1 ] && [ -n "$(cat /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null)" ]; then
-    empty=$(mktemp)
-    trap 'rm -f "$empty"' EXIT
-    unshare -m bash -c "mount --bind '$empty' /sys/fs/cgroup/unified/cgroup.controllers && BERTH_BENCH_INNER=1 exec '$0' '$1'"
-    exit $?
-fi
 top=$(cd "$(dirname "$0")/../.." && pwd)
 . "$top/tests/clients/lib.sh"
+. "$top/tests/bench/podman-env.sh"
+in_crun_namespace "$0" "$@"
 berth=$(realpath "$1")
 n=${BENCH_PROBE_PODS:-20}
 secs=${BENCH_PROBE_SECONDS:-60}
 P=$(mktemp -d /run/berth-bench-probes.XXXXXX)
 remember_paths /run/containers /var/lib/containers /etc/containers/networks /run/libpod
-export CONTAINERS_CONF=$P/containers.conf CONTAINERS_STORAGE_CONF=$P/storage.conf CONTAINERS_REGISTRIES_CONF=$P/registries.conf
+podman_env "$P"
 export BERTH_DATA_ROOT=$P/data BERTH_LOG_ROOT=$P/logs BERTH_CNI_CONF_DIR=$P/net.d BERTH_CGROUP_PARENT=/berth-bench-probes \
     BERTH_CNI_IPAM_DIR=$P/ipam BERTH_DEFAULT_BRIDGE=bp0 BERTH_DEFAULT_SUBNET=10.81.0.0/24
 B="$berth --root $P/run"
@@ -35,8 +29,8 @@ CG=/sys/fs/cgroup/cpuacct/berth-bench-probes-$$
 libpod_before=$(ls -d /sys/fs/cgroup/memory/libpod_parent 2>/dev/null || true)
 cleanup() {
     for id in $(ls "$P/run/pods" 2>/dev/null); do $B pod rm -f "$id" >/dev/null 2>&1 || true; done
-    podman rm -af -t 0 >/dev/null 2>&1 || true
-    podman system reset -f >/dev/null 2>&1 || true
+    [ -e "$P/storage.conf" ] && podman rm -af -t 0 >/dev/null 2>&1 || true
+    podman_reset "$P"
     for c in $(pgrep -f "conmon .*$P/" || true); do
         for k in $(pgrep -P "$c" || true); do kill -9 "$k" 2>/dev/null || true; done
         kill -9 "$c" 2>/dev/null || true
@@ -91,19 +85,7 @@ read -r http_ns http_fail < <(berth_run h "      httpGet: {path: /, port: 8080}\
 read -r exec_ns exec_fail < <(berth_run x "      exec: {command: [sh, -c, \"$WGET\"]}\n")
 
 # --- podman: private configuration, the same busybox rootfs as an image
-cat > "$P/containers.conf" <<CONF
-[containers]
-default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-tmp_dir = "$P/tmp"
-[network]
-network_config_dir = "$P/networks"
-CONF
-printf '[storage]\ndriver = "overlay"\ngraphroot = "%s/storage"\nrunroot = "%s/prun"\n' "$P" "$P" > "$P/storage.conf"
-echo 'unqualified-search-registries = []' > "$P/registries.conf"
-tar -C "$(rootfs_fixture)" -c . | podman import -q - localhost/busybox:bench >/dev/null
+podman_private "$P"
 for i in $(seq "$n"); do
     podman run -d --name "pp$i" --network none --health-cmd "$WGET" --health-interval disable \
         localhost/busybox:bench sh -c "$SERVE" >/dev/null

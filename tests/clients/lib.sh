@@ -19,10 +19,10 @@ forget_paths() {
 }
 
 # Unmount everything still mounted below DIR (deepest first). DIR must be a test directory
-# under /run or /tmp: never the root of anything else.
+# under /run, /tmp or /var/tmp: never the root of anything else.
 unmount_below() {
     case "$1" in
-        /run/berth-*/* | /run/berth-* | /tmp/berth-*) ;;
+        /run/berth-*/* | /run/berth-* | /tmp/berth-* | /var/tmp/berth-*) ;;
         *) echo "unmount_below: refusing '$1'" >&2; return 1 ;;
     esac
     awk -v d="$1/" '$5 ~ "^"d {print $5}' /proc/self/mountinfo | sort -r | while read -r m; do
