@@ -2,6 +2,7 @@
 //! file behind an HTTP server (and the Service's endpoints following), liveness on a port that
 //! closes (a restart, its reason), startup probes that never pass (a kill) and that hold
 //! liveness back, tcpSocket and gRPC against servers in the pod, exec exit codes and timeouts,
+//! HTTP and gRPC probes of a server that accepts and never answers (cut at their timeout),
 //! an image without a shell, bad input, and ten probes a second in one pod.
 
 use std::time::{Duration, Instant};
@@ -262,6 +263,48 @@ fn exec_probes_read_exit_codes_and_are_cut_at_their_timeout() {
     let sleeps = ps.lines().filter(|l| l.trim() == "sleep 30").count();
     assert!(sleeps <= 1, "probe processes left: {ps}");
     assert_eq!(status(&e, "slow")["ready"], false);
+}
+
+#[test]
+fn network_probes_of_a_server_that_never_answers_are_cut_at_their_timeout() {
+    let e = PodEnv::new("probe-mute");
+    // servers that accept and then say nothing (each connection handed to a `sleep`)
+    let mute = |port: u16| format!("[nc, -ll, -p, \"{port}\", -e, sleep, \"1000\"]");
+    let y = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: mute}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: {img}\n    command: {http}\n    readinessProbe:\n      httpGet: {{port: 8080}}\n      periodSeconds: 1\n      timeoutSeconds: 1\n    livenessProbe:\n      tcpSocket: {{port: 8080}}\n      periodSeconds: 1\n      failureThreshold: 1\n  - name: g\n    image: {img}\n    command: {grpc}\n    readinessProbe:\n      grpc: {{port: 9090}}\n      periodSeconds: 1\n      timeoutSeconds: 1\n",
+        img = e.image("base"),
+        http = mute(8080),
+        grpc = mute(9090)
+    );
+    let id = e.run(&y);
+    for c in ["c", "g"] {
+        until(15, "a timed-out probe", &mut || {
+            e.container(&id, c)["status"]["last_probe_failure"]
+                .as_str()
+                .is_some_and(|m| m.contains("timed out after 1s"))
+        });
+    }
+    // cut each time, so the next ones run on schedule: about one failure a second
+    let failures = |c: &str| {
+        e.container(&id, c)["status"]["probe_failures"]
+            .as_u64()
+            .unwrap()
+    };
+    let (c0, g0) = (failures("c"), failures("g"));
+    std::thread::sleep(Duration::from_secs(4));
+    let (c1, g1) = (failures("c"), failures("g"));
+    assert!(
+        c1 >= c0 + 2 && g1 >= g0 + 2,
+        "probes stalled: c {c0}->{c1}, g {g0}->{g1}"
+    );
+    // a silent server still accepts: the tcpSocket liveness probe passes (no restart)
+    let st = e.container(&id, "c")["status"].clone();
+    assert_eq!(
+        (st["restart_count"].as_u64(), st["ready"].as_bool()),
+        (Some(0), Some(false)),
+        "{st}"
+    );
+    assert_eq!(e.container(&id, "g")["status"]["ready"], false);
 }
 
 #[test]
