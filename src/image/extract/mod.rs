@@ -61,9 +61,12 @@ pub struct Applied {
 
 const CHUNK: usize = 256 * 1024;
 
-/// Reads chunks produced by the decompression thread.
+/// Reads chunks produced by the decompression thread, which it ends when dropped: no thread
+/// of a layer outlives its [`apply`].
 struct ChunkReader {
-    rx: mpsc::Receiver<io::Result<Vec<u8>>>,
+    /// None once dropped (the thread's next send fails and it returns).
+    rx: Option<mpsc::Receiver<io::Result<Vec<u8>>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
     cur: Vec<u8>,
     pos: usize,
     hasher: Sha256,
@@ -73,7 +76,10 @@ struct ChunkReader {
 impl Read for ChunkReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.pos == self.cur.len() {
-            match self.rx.recv() {
+            let Some(rx) = &self.rx else {
+                return Ok(0);
+            };
+            match rx.recv() {
                 Ok(Ok(c)) => {
                     self.hasher.update(&c);
                     self.total += c.len() as u64;
@@ -91,10 +97,21 @@ impl Read for ChunkReader {
     }
 }
 
+impl Drop for ChunkReader {
+    fn drop(&mut self) {
+        // the receiver first: a thread waiting to send wakes to an error and returns (its
+        // source is a blob file: a read in progress ends soon)
+        drop(self.rx.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// Decompress `src` on a thread, sending chunks of the uncompressed stream.
 fn spawn_decompressor(src: Box<dyn Read + Send>) -> ChunkReader {
     let (tx, rx) = mpsc::sync_channel::<io::Result<Vec<u8>>>(16);
-    std::thread::spawn(move || {
+    let thread = std::thread::spawn(move || {
         let mut src = io::BufReader::with_capacity(CHUNK, src);
         let head = match io::BufRead::fill_buf(&mut src) {
             Ok(h) => h.to_vec(),
@@ -141,7 +158,8 @@ fn spawn_decompressor(src: Box<dyn Read + Send>) -> ChunkReader {
         }
     });
     ChunkReader {
-        rx,
+        rx: Some(rx),
+        thread: Some(thread),
         cur: Vec::new(),
         pos: 0,
         hasher: Sha256::new(),
@@ -584,31 +602,4 @@ pub fn apply(root: BorrowedFd<'_>, layer: &str, src: Box<dyn Read + Send>) -> Re
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn entry_paths_stay_inside() {
-        assert_eq!(
-            clean_entry_path(Path::new("./a/b/../c")).unwrap(),
-            PathBuf::from("a/c")
-        );
-        assert_eq!(
-            clean_entry_path(Path::new("/etc/passwd")).unwrap(),
-            PathBuf::from("etc/passwd")
-        );
-        assert!(clean_entry_path(Path::new("a/../../etc")).is_err());
-        assert!(clean_entry_path(Path::new("../x")).is_err());
-        assert_eq!(clean_entry_path(Path::new("./")).unwrap(), PathBuf::new());
-    }
-
-    #[test]
-    fn sniffs_compression() {
-        assert_eq!(Compression::sniff(&[0x1f, 0x8b, 8]), Compression::Gzip);
-        assert_eq!(
-            Compression::sniff(&[0x28, 0xb5, 0x2f, 0xfd]),
-            Compression::Zstd
-        );
-        assert_eq!(Compression::sniff(b"usta"), Compression::None);
-    }
-}
+mod tests;
